@@ -1,0 +1,24 @@
+#include "cushioncache/core/data_dir.h"
+
+#include <cstdlib>
+
+#ifndef CC_DEFAULT_DATA_DIR
+#define CC_DEFAULT_DATA_DIR "../shared/data"
+#endif
+
+namespace cushioncache {
+
+std::filesystem::path data_dir() {
+  const char* env = std::getenv("CC_DATA_DIR");
+  if (env != nullptr && *env != '\0') return std::filesystem::path(env);
+  return std::filesystem::path(CC_DEFAULT_DATA_DIR);
+}
+
+std::optional<std::filesystem::path> find_data(std::string_view relative) {
+  std::filesystem::path path = data_dir() / std::filesystem::path(relative);
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return path;
+  return std::nullopt;
+}
+
+}  // namespace cushioncache

@@ -1,0 +1,16 @@
+// Where the shared real data (models, tokenizers, text, tasks) lives: $CC_DATA_DIR, or
+// the default baked in at configure time (../shared/data beside the source tree).
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string_view>
+
+namespace cushioncache {
+
+std::filesystem::path data_dir();
+
+// data_dir() / relative if that file or folder exists, std::nullopt otherwise.
+std::optional<std::filesystem::path> find_data(std::string_view relative);
+
+}  // namespace cushioncache

@@ -1,0 +1,45 @@
+// File access shared by every reader and writer: whole-file reads, read-only memory
+// maps (checkpoints are read in place), and atomic writes (a reader never sees a
+// half-written file, and a crash leaves the previous version intact).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+
+namespace cushioncache {
+
+// Reads a whole file; throws kNotFound (naming the path) if it cannot be opened.
+std::string read_file(const std::filesystem::path& path);
+
+// A read-only memory map of a whole file. Shared ownership lets tensors that view the
+// mapping keep it alive.
+class MappedFile {
+ public:
+  static std::shared_ptr<const MappedFile> open(const std::filesystem::path& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const std::uint8_t* data() const { return data_; }
+  std::size_t size() const { return size_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  MappedFile(std::filesystem::path path, const std::uint8_t* data, std::size_t size);
+  std::filesystem::path path_;
+  const std::uint8_t* data_;
+  std::size_t size_;
+};
+
+// Writes `path` through a temporary file in the same folder, flushed to disk and then
+// renamed into place. If `write` throws, the temporary file is removed and any
+// existing file at `path` is untouched.
+void write_file_atomically(const std::filesystem::path& path,
+                           const std::function<void(std::ostream&)>& write);
+
+}  // namespace cushioncache

@@ -1,0 +1,134 @@
+#include "cushioncache/model/causal_lm.h"
+
+#include <algorithm>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "cushioncache/core/error.h"
+
+namespace cushioncache {
+
+HookHandle& HookHandle::operator=(HookHandle&& other) noexcept {
+  if (this != &other) {
+    remove();
+    model_ = std::exchange(other.model_, nullptr);
+    id_ = std::exchange(other.id_, 0);
+  }
+  return *this;
+}
+
+void HookHandle::remove() {
+  if (model_ != nullptr) model_->remove_hook(id_);
+  model_ = nullptr;
+}
+
+HookHandle CausalLM::add_hook(std::shared_ptr<ActivationHook> hook) {
+  if (!hook) throw_error(ErrorKind::kInvalidArgument, "add_hook: null hook");
+  const std::uint64_t id = next_hook_id_++;
+  hooks_.emplace_back(id, std::move(hook));
+  return HookHandle(this, id);
+}
+
+void CausalLM::remove_hook(std::uint64_t id) {
+  hooks_.erase(std::remove_if(hooks_.begin(), hooks_.end(), [id](const auto& h) { return h.first == id; }), hooks_.end());
+}
+
+at::Tensor CausalLM::at_site(int layer, Site site, at::Tensor x, const ForwardState& state) const {
+  if (hooks_.empty()) return x;
+  SiteContext context{layer, site, state.text_mask, state.prefix_tokens};
+  for (const auto& [id, hook] : hooks_) {
+    at::Tensor replaced = hook->on_activation(context, x);
+    if (!replaced.defined() || replaced.sizes() != x.sizes())
+      throw_error(ErrorKind::kInvalidArgument, "a hook at layer {} site {} returned shape [{}] for an activation of shape [{}]",
+                  layer, site_name(site), replaced.defined() ? fmt::format("{}", fmt::join(replaced.sizes(), ", ")) : "undefined",
+                  fmt::join(x.sizes(), ", "));
+    x = std::move(replaced);
+  }
+  return x;
+}
+
+ForwardState CausalLM::prepare(const at::Tensor& input_ids, const ForwardOptions& options) const {
+  if (!input_ids.defined() || input_ids.dim() != 2)
+    throw_error(ErrorKind::kInvalidArgument, "input_ids must be [batch, length], got {}",
+                input_ids.defined() ? fmt::format("[{}]", fmt::join(input_ids.sizes(), ", ")) : "undefined");
+  if (!at::isIntegralType(input_ids.scalar_type(), /*includeBool=*/false))
+    throw_error(ErrorKind::kInvalidArgument, "input_ids must be integers, got {}", c10::toString(input_ids.scalar_type()));
+  ForwardState s;
+  s.batch = input_ids.size(0);
+  s.length = input_ids.size(1);
+  if (s.batch == 0 || s.length == 0) throw_error(ErrorKind::kInvalidArgument, "input_ids is empty ([{}, {}])", s.batch, s.length);
+  const std::int64_t min_id = input_ids.min().item<std::int64_t>(), max_id = input_ids.max().item<std::int64_t>();
+  if (min_id < 0 || max_id >= config_.vocab_size)
+    throw_error(ErrorKind::kInvalidArgument, "token id {} is outside the vocabulary [0, {})", min_id < 0 ? min_id : max_id,
+                config_.vocab_size);
+
+  const c10::Device dev = device();
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(dev);
+  s.past = options.past != nullptr && !options.past->empty() ? options.past : nullptr;
+  at::Tensor past_valid;  // [B, S_past]
+  if (s.past != nullptr) {
+    s.past->check_compatible(config_);
+    if (s.past->batch_size() != 1 && s.past->batch_size() != s.batch)
+      throw_error(ErrorKind::kMismatch, "KV cache batch {} fits neither batch 1 nor the input batch {}", s.past->batch_size(), s.batch);
+    if (s.past->layers.front().key.device() != dev)
+      throw_error(ErrorKind::kMismatch, "KV cache is on {}, the model on {}", s.past->layers.front().key.device().str(), dev.str());
+    s.past_length = s.past->length();
+    if (s.past->valid.defined()) past_valid = s.past->valid.to(dev, at::kBool).expand({s.batch, s.past_length});
+  }
+  if (options.prefix_tokens < 0 || options.prefix_tokens > s.length)
+    throw_error(ErrorKind::kInvalidArgument, "prefix_tokens {} is outside [0, {}]", options.prefix_tokens, s.length);
+  s.prefix_tokens = options.prefix_tokens;
+
+  at::Tensor new_valid;  // [B, T]
+  if (options.attention_mask.defined()) {
+    if (options.attention_mask.sizes() != input_ids.sizes())
+      throw_error(ErrorKind::kInvalidArgument, "attention_mask has shape [{}], input_ids [{}]",
+                  fmt::join(options.attention_mask.sizes(), ", "), fmt::join(input_ids.sizes(), ", "));
+    new_valid = options.attention_mask.to(dev).ne(0);
+  }
+  const std::int64_t total = s.past_length + s.length;
+  if (new_valid.defined() || past_valid.defined()) {
+    if (!new_valid.defined()) new_valid = at::ones({s.batch, s.length}, at::TensorOptions().dtype(at::kBool).device(dev));
+    if (!past_valid.defined()) past_valid = at::ones({s.batch, s.past_length}, at::TensorOptions().dtype(at::kBool).device(dev));
+    s.key_valid = at::cat({past_valid, new_valid}, 1);
+    // Padding takes no position: each row counts only its real tokens (left padding works).
+    at::Tensor past_count = past_valid.sum(1, /*keepdim=*/true);
+    s.positions = (past_count + new_valid.to(at::kLong).cumsum(1) - 1).clamp_min(0);
+    s.text_mask = new_valid.clone();
+  } else {
+    s.positions = at::arange(s.past_length, total, long_opts).unsqueeze(0).expand({s.batch, s.length});
+    s.text_mask = at::ones({s.batch, s.length}, at::TensorOptions().dtype(at::kBool).device(dev));
+  }
+  if (s.prefix_tokens > 0) s.text_mask.narrow(1, 0, s.prefix_tokens).fill_(false);
+
+  // Query t sits at cache index S_past + t and may see keys at indices up to its own.
+  at::Tensor query_index = at::arange(s.past_length, total, long_opts).unsqueeze(1);  // [T, 1]
+  at::Tensor key_index = at::arange(0, total, long_opts).unsqueeze(0);               // [1, S]
+  at::Tensor allowed = key_index.le(query_index);
+  if (config_.sliding_window) allowed = allowed & (query_index - key_index).lt(*config_.sliding_window);
+  allowed = allowed.view({1, 1, s.length, total});
+  if (s.key_valid.defined()) allowed = allowed & s.key_valid.view({s.batch, 1, 1, total});
+  s.attn_allowed = allowed;
+
+  s.collect_cache = options.return_cache;
+  if (s.collect_cache) s.cache.layers.resize(static_cast<std::size_t>(config_.num_layers));
+  prepare_positions(s);
+  return s;
+}
+
+ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const ForwardOptions& options) {
+  ForwardState state = prepare(input_ids, options);
+  at::Tensor hidden = embed(input_ids.to(device(), at::kLong), state);
+  for (int l = 0; l < config_.num_layers; ++l) hidden = run_block(l, hidden, state);
+  ForwardOutput out;
+  out.logits = head(hidden, options.last_logits_only);
+  if (options.return_cache) {
+    out.cache = std::move(state.cache);
+    out.cache.valid = state.key_valid;
+  }
+  return out;
+}
+
+}  // namespace cushioncache

@@ -1,0 +1,125 @@
+// The decoder-only causal LM every part of the library works with. A forward pass takes
+// token ids, an optional cached prefix (its KV; text positions then start after it) and
+// an optional padding mask. Families (model/llama.h, ...) implement the three stages;
+// the stages are public so a caller can run blocks one at a time, e.g. to drop search
+// candidates between blocks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include "cushioncache/model/config.h"
+#include "cushioncache/model/kv_cache.h"
+#include "cushioncache/model/linear.h"
+#include "cushioncache/model/sites.h"
+
+namespace cushioncache {
+
+struct ForwardOptions {
+  const KVCache* past = nullptr;    // prefix KV or decoding cache, positions 0..S-1
+  at::Tensor attention_mask;        // [B, T], 1 = token, 0 = padding (left or right); undefined = none
+  std::int64_t prefix_tokens = 0;   // leading input tokens that belong to the prefix (not text)
+  bool return_cache = false;        // ForwardOutput::cache = past ++ this input's keys/values
+  bool last_logits_only = false;    // logits for the last input position only
+};
+
+struct ForwardOutput {
+  at::Tensor logits;  // [B, T, vocab] float32 ([B, 1, vocab] with last_logits_only)
+  KVCache cache;
+};
+
+// What every block of one forward pass shares.
+struct ForwardState {
+  std::int64_t batch = 0;
+  std::int64_t length = 0;        // T, input tokens
+  std::int64_t past_length = 0;   // S_past
+  at::Tensor positions;           // [B, T] int64 absolute positions
+  at::Tensor attn_allowed;        // [B, 1, T, S_past + T] bool
+  at::Tensor key_valid;           // [B, S_past + T] bool, or undefined when all keys are real
+  at::Tensor text_mask;           // [B, T] bool (see SiteContext)
+  std::int64_t prefix_tokens = 0;
+  const KVCache* past = nullptr;
+  bool collect_cache = false;
+  KVCache cache;                  // filled block by block when collect_cache
+  at::Tensor rope_cos, rope_sin;  // [B, 1, T, head_dim], for families with rotary positions
+};
+
+// A linear layer with its Hugging Face name and the site that feeds it.
+struct LinearRef {
+  std::string name;  // "model.layers.3.self_attn.q_proj"
+  int layer;
+  Site input_site;
+  Linear* linear;
+};
+
+class CausalLM;
+
+// Removes its hook from the model when destroyed (or on remove()).
+class HookHandle {
+ public:
+  HookHandle() = default;
+  HookHandle(CausalLM* model, std::uint64_t id) : model_(model), id_(id) {}
+  HookHandle(HookHandle&& other) noexcept { *this = std::move(other); }
+  HookHandle& operator=(HookHandle&& other) noexcept;
+  HookHandle(const HookHandle&) = delete;
+  HookHandle& operator=(const HookHandle&) = delete;
+  ~HookHandle() { remove(); }
+  void remove();
+
+ private:
+  CausalLM* model_ = nullptr;
+  std::uint64_t id_ = 0;
+};
+
+class CausalLM {
+ public:
+  explicit CausalLM(ModelConfig config) : config_(std::move(config)) {}
+  virtual ~CausalLM() = default;
+  CausalLM(const CausalLM&) = delete;
+  CausalLM& operator=(const CausalLM&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  virtual c10::Device device() const = 0;
+  virtual c10::ScalarType dtype() const = 0;
+
+  // prepare -> embed -> every block -> head, in one call.
+  ForwardOutput forward(const at::Tensor& input_ids, const ForwardOptions& options = {});
+
+  // The stages. prepare() validates the inputs (ids in range, shapes of the mask and
+  // cache) and builds positions and masks.
+  ForwardState prepare(const at::Tensor& input_ids, const ForwardOptions& options) const;
+  virtual at::Tensor embed(const at::Tensor& input_ids, const ForwardState& state) const = 0;
+  virtual at::Tensor run_block(int layer, const at::Tensor& hidden, ForwardState& state) const = 0;
+  // Final norm and LM head; float32 logits.
+  virtual at::Tensor head(const at::Tensor& hidden, bool last_only) const = 0;
+
+  // Hooks see every site of every block, in registration order.
+  HookHandle add_hook(std::shared_ptr<ActivationHook> hook);
+
+  // Every linear layer inside the blocks (not the LM head), in execution order.
+  virtual std::vector<LinearRef> linears() = 0;
+  // Every weight by its Hugging Face name (tied weights listed once).
+  virtual std::vector<std::pair<std::string, at::Tensor*>> named_weights() = 0;
+
+ protected:
+  // Passes x through the registered hooks for (layer, site).
+  at::Tensor at_site(int layer, Site site, at::Tensor x, const ForwardState& state) const;
+  // Family-specific per-forward data (e.g. rotary tables) once positions are known.
+  virtual void prepare_positions(ForwardState& state) const = 0;
+
+ private:
+  friend class HookHandle;
+  void remove_hook(std::uint64_t id);
+
+  ModelConfig config_;
+  std::vector<std::pair<std::uint64_t, std::shared_ptr<ActivationHook>>> hooks_;
+  std::uint64_t next_hook_id_ = 1;
+};
+
+}  // namespace cushioncache

@@ -1,0 +1,36 @@
+// Key/value caches: the prefix KV that CushionCache searches and tunes (positions
+// 0..P-1, may carry autograd), and the growing cache of incremental decoding. Both are
+// the same type: text after the cache starts at position P.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace cushioncache {
+
+struct ModelConfig;
+
+struct LayerKV {
+  at::Tensor key;    // [B or 1, kv_heads, S, head_dim], keys after RoPE
+  at::Tensor value;  // [B or 1, kv_heads, S, head_dim]
+};
+
+struct KVCache {
+  std::vector<LayerKV> layers;
+  // [B, S] bool, false at padded positions; undefined when every position is real.
+  at::Tensor valid;
+
+  bool empty() const { return layers.empty(); }
+  std::int64_t length() const;      // S (0 when empty)
+  std::int64_t batch_size() const;  // 1 for a prefix shared by every row
+
+  // Throws kMismatch naming the layer and tensor if the cache does not fit the model.
+  void check_compatible(const ModelConfig& config) const;
+
+  // The same cache with tensors detached from autograd (e.g. to save a tuned prefix).
+  KVCache detached() const;
+};
+
+}  // namespace cushioncache

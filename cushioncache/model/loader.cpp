@@ -1,0 +1,158 @@
+#include "cushioncache/model/loader.h"
+
+#include <functional>
+#include <set>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "cushioncache/core/error.h"
+#include "cushioncache/core/files.h"
+#include "cushioncache/core/log.h"
+#include "cushioncache/core/tensor_options.h"
+#include "cushioncache/io/llama2c.h"
+#include "cushioncache/io/safetensors.h"
+#include "cushioncache/model/llama.h"
+
+namespace cushioncache {
+namespace fs = std::filesystem;
+
+namespace {
+
+c10::ScalarType resolve_dtype(const LoadOptions& options, const ModelConfig& config) {
+  c10::ScalarType dtype = options.dtype.value_or(options.device.is_cpu() ? at::kFloat : config.checkpoint_dtype);
+  check_dtype_runs_on(dtype, options.device);
+  return dtype;
+}
+
+void check_shape(const std::string& name, const at::Tensor& t, const std::vector<std::int64_t>& shape) {
+  if (t.sizes().vec() != shape)
+    throw_error(ErrorKind::kMismatch, "tensor '{}' has shape [{}], the config implies [{}]", name, fmt::join(t.sizes(), ", "),
+                fmt::join(shape, ", "));
+  if (!at::isFloatingType(t.scalar_type()))
+    throw_error(ErrorKind::kMismatch, "tensor '{}' has dtype {}, expected a float type", name, c10::toString(t.scalar_type()));
+}
+
+std::unique_ptr<CausalLM> build(const ModelConfig& config, const LoadOptions& options,
+                                const std::function<at::Tensor(const std::string&)>& fetch) {
+  const c10::ScalarType dtype = resolve_dtype(options, config);
+  return std::make_unique<LlamaModel>(config, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
+    at::Tensor t = fetch(name);
+    check_shape(name, t, shape);
+    return t.to(options.device, dtype);
+  });
+}
+
+// llama2.c stores q/k rows with RoPE pairs interleaved (2i, 2i+1); Hugging Face pairs
+// dimension i with i + head_dim/2. Reordering the rows once makes the two identical.
+at::Tensor interleaved_to_half_rotation(const at::Tensor& w, std::int64_t heads) {
+  const std::int64_t out = w.size(0), in = w.size(1);
+  return w.view({heads, out / heads / 2, 2, in}).transpose(1, 2).reshape({out, in});
+}
+
+}  // namespace
+
+HfWeights llama2c_to_hf(const Llama2cCheckpoint& ckpt) {
+  const Llama2cHeader& h = ckpt.header;
+  HfWeights out;
+  ModelConfig& c = out.config;
+  c.model_type = "llama";
+  c.vocab_size = h.vocab_size;
+  c.hidden_size = h.dim;
+  c.intermediate_size = h.hidden_dim;
+  c.num_layers = h.n_layers;
+  c.num_heads = h.n_heads;
+  c.num_kv_heads = h.n_kv_heads;
+  c.head_dim = h.dim / h.n_heads;
+  c.max_position_embeddings = h.seq_len;
+  c.rms_norm_eps = 1e-5;  // llama2.c's rmsnorm constant
+  c.rope_theta = 10000.0;
+  c.tie_word_embeddings = h.shared_classifier;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  c.checkpoint_dtype = at::kFloat;
+  c.validate();
+
+  auto& t = out.tensors;
+  const auto& src = ckpt.tensors;
+  t["model.embed_tokens.weight"] = src.at("tok_embeddings.weight");
+  for (int l = 0; l < h.n_layers; ++l) {
+    const std::string s = fmt::format("layers.{}.", l), d = fmt::format("model.layers.{}.", l);
+    t[d + "input_layernorm.weight"] = src.at(s + "attention_norm.weight");
+    t[d + "self_attn.q_proj.weight"] = interleaved_to_half_rotation(src.at(s + "attention.wq.weight"), h.n_heads);
+    t[d + "self_attn.k_proj.weight"] = interleaved_to_half_rotation(src.at(s + "attention.wk.weight"), h.n_kv_heads);
+    t[d + "self_attn.v_proj.weight"] = src.at(s + "attention.wv.weight");
+    t[d + "self_attn.o_proj.weight"] = src.at(s + "attention.wo.weight");
+    t[d + "post_attention_layernorm.weight"] = src.at(s + "ffn_norm.weight");
+    t[d + "mlp.gate_proj.weight"] = src.at(s + "feed_forward.w1.weight");
+    t[d + "mlp.down_proj.weight"] = src.at(s + "feed_forward.w2.weight");
+    t[d + "mlp.up_proj.weight"] = src.at(s + "feed_forward.w3.weight");
+  }
+  t["model.norm.weight"] = src.at("norm.weight");
+  if (!h.shared_classifier) t["lm_head.weight"] = src.at("output.weight");
+  return out;
+}
+
+std::unique_ptr<CausalLM> build_model(const HfWeights& weights, const LoadOptions& options) {
+  return build(weights.config, options, [&](const std::string& name) {
+    auto it = weights.tensors.find(name);
+    if (it == weights.tensors.end()) throw_error(ErrorKind::kNotFound, "missing tensor '{}'", name);
+    return it->second;
+  });
+}
+
+std::unique_ptr<CausalLM> load_model(const fs::path& path, const LoadOptions& options) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw_error(ErrorKind::kNotFound, "model {} does not exist", path.string());
+  if (!fs::is_directory(path, ec)) {
+    if (path.extension() == ".safetensors")
+      throw_error(ErrorKind::kInvalidArgument, "{}: pass the model folder (with config.json), not the weights file", path.string());
+    const Llama2cCheckpoint ckpt = read_llama2c_checkpoint(path);
+    return with_context(path.string(), [&] { return build_model(llama2c_to_hf(ckpt), options); });
+  }
+
+  const fs::path config_path = path / "config.json";
+  if (!fs::exists(config_path)) throw_error(ErrorKind::kNotFound, "{}: no config.json in the model folder", path.string());
+  const ModelConfig config = read_hf_config(config_path);
+  const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(path);
+  auto model = with_context(ckpt.source().string(), [&] {
+    return build(config, options, [&](const std::string& name) { return ckpt.load(name); });
+  });
+
+  std::vector<std::string> unused;
+  std::set<std::string> used;
+  for (const auto& [name, shape] : LlamaModel::expected_weights(config)) used.insert(name);
+  for (const auto& name : ckpt.names())
+    if (!used.count(name) && name.find("rotary_emb.inv_freq") == std::string::npos) unused.push_back(name);
+  if (!unused.empty())
+    log::warn("{}: {} tensor(s) not used by the model, e.g. '{}'", ckpt.source().string(), unused.size(), unused.front());
+  return model;
+}
+
+void save_hf_model(CausalLM& model, const fs::path& folder) {
+  fs::create_directories(folder);
+  ModelConfig config = model.config();
+  config.checkpoint_dtype = model.dtype();
+  const std::string config_text = to_hf_config(config).dump(2) + "\n";
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (auto& [name, tensor] : model.named_weights()) tensors.emplace_back(name, *tensor);
+  write_safetensors(folder / "model.safetensors", tensors, {{"format", "pt"}});
+  write_file_atomically(folder / "config.json", [&](std::ostream& out) { out << config_text; });
+}
+
+std::optional<fs::path> default_tokenizer_path(const fs::path& model_path, const ModelConfig& config) {
+  std::error_code ec;
+  if (fs::is_directory(model_path, ec)) {
+    for (const char* f : {"tokenizer.json", "vocab.json", "encoder.json"})
+      if (fs::exists(model_path / f)) return model_path;
+    return std::nullopt;
+  }
+  const fs::path folder = model_path.parent_path();
+  for (const std::string& f : {fmt::format("tok{}.bin", config.vocab_size), std::string("tokenizer.bin")})
+    if (fs::exists(folder / f)) return folder / f;
+  return std::nullopt;
+}
+
+}  // namespace cushioncache

@@ -1,0 +1,53 @@
+// Loading models from disk: Hugging Face model folders (config.json + safetensors,
+// sharded or not) and llama2.c checkpoints, converted once at load to the Hugging Face
+// layout (q/k rows permuted from interleaved RoPE pairs to half rotation). Also writes a
+// model back out as a Hugging Face folder.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include "cushioncache/model/causal_lm.h"
+
+namespace cushioncache {
+
+struct Llama2cCheckpoint;
+
+struct LoadOptions {
+  c10::Device device = c10::Device(c10::kCPU);
+  // Default: float32 on CPU, the checkpoint's torch_dtype on CUDA.
+  std::optional<c10::ScalarType> dtype;
+};
+
+// `path` is a Hugging Face model folder or a llama2.c .bin. Errors name the file and,
+// for weights, the tensor (missing, wrong shape, unreadable dtype).
+std::unique_ptr<CausalLM> load_model(const std::filesystem::path& path, const LoadOptions& options = {});
+
+// A config plus its weights under Hugging Face names.
+struct HfWeights {
+  ModelConfig config;
+  std::map<std::string, at::Tensor> tensors;
+};
+
+// llama2.c -> Hugging Face layout: names mapped, q/k rows permuted, RMSNorm eps 1e-5,
+// rope theta 10000, BOS 1 / EOS 2 as llama2.c uses them.
+HfWeights llama2c_to_hf(const Llama2cCheckpoint& checkpoint);
+
+// Builds a model from in-memory weights (used by the loader and by tests).
+std::unique_ptr<CausalLM> build_model(const HfWeights& weights, const LoadOptions& options = {});
+
+// Writes config.json and model.safetensors (atomically) into `folder`, creating it.
+void save_hf_model(CausalLM& model, const std::filesystem::path& folder);
+
+// Where the tokenizer of a model normally lives: the model folder itself, or for a
+// llama2.c checkpoint a tok<vocab>.bin or tokenizer.bin beside it.
+std::optional<std::filesystem::path> default_tokenizer_path(const std::filesystem::path& model_path, const ModelConfig& config);
+
+}  // namespace cushioncache

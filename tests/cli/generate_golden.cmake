@@ -1,0 +1,17 @@
+# `cushioncache generate` on stories260K, greedy, 200 steps, must print exactly what
+# llama2.c's own run prints (its test expectation, final newline stripped).
+include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
+set(MODEL "${DATA}/models/stories260K")
+cc_require_file("${MODEL}/stories260K.bin")
+cc_require_file("${MODEL}/golden_greedy_200.txt")
+if(CC_SKIPPED)
+  return()
+endif()
+cc_run(generate --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --temperature 0 --steps 200)
+cc_expect_rc(0 "generate")
+file(READ "${MODEL}/golden_greedy_200.txt" expected)
+string(REGEX REPLACE "\n$" "" got "${OUT}")
+if(NOT got STREQUAL expected)
+  message(FATAL_ERROR "generate output differs from llama2.c's golden output\n--- got ---\n${got}\n--- expected ---\n${expected}")
+endif()
+message("generate output matches golden_greedy_200.txt")

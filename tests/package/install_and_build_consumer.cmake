@@ -1,0 +1,42 @@
+# Installs the library to a temporary prefix, builds examples/consumer (a separate CMake
+# project using find_package(CushionCache)) against it, and runs it on stories260K.
+set(work "${BUILD_DIR}/package-test")
+file(REMOVE_RECURSE "${work}")
+set(prefix "${work}/prefix")
+
+function(run_step what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${what} failed (${rc})\n${out}\n${err}")
+  endif()
+  set(OUT "${out}" PARENT_SCOPE)
+endfunction()
+
+run_step("install" ${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
+if(NOT EXISTS "${prefix}/lib/cmake/CushionCache/CushionCacheConfig.cmake" OR
+   NOT EXISTS "${prefix}/include/cushioncache/model/causal_lm.h")
+  message(FATAL_ERROR "the installed tree lacks the package config or the headers")
+endif()
+run_step("configure consumer" ${CMAKE_COMMAND} -S "${SOURCE_DIR}/examples/consumer" -B "${work}/build"
+         -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=${prefix}")
+run_step("build consumer" ${CMAKE_COMMAND} --build "${work}/build" -j 2)
+
+if(DEFINED ENV{CC_DATA_DIR} AND NOT "$ENV{CC_DATA_DIR}" STREQUAL "")
+  set(DATA "$ENV{CC_DATA_DIR}")
+else()
+  set(DATA "${DEFAULT_DATA_DIR}")
+endif()
+set(model "${DATA}/models/stories260K/stories260K.bin")
+if(NOT EXISTS "${model}")
+  if("$ENV{CC_REQUIRE_DATA}" STREQUAL "1")
+    message(FATAL_ERROR "required data is missing: ${model}")
+  endif()
+  message("SKIPPED: built the consumer but ${model} is missing, so it was not run")
+  return()
+endif()
+run_step("run consumer" "${work}/build/consumer" "${model}" "${DATA}/models/stories260K/tok512.bin")
+if(NOT OUT MATCHES "prefix-cached logits match")
+  message(FATAL_ERROR "unexpected consumer output:\n${OUT}")
+endif()
+message("${OUT}")
+file(REMOVE_RECURSE "${work}")

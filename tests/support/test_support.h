@@ -1,0 +1,59 @@
+// Shared helpers for the Catch2 suite: locating the real data (or skipping), temporary
+// folders, random LLaMA-family checkpoints in the real Hugging Face layout, and matching
+// errors by kind and message.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <ATen/core/Tensor.h>
+
+#include "cushioncache/core/error.h"
+#include "cushioncache/model/config.h"
+#include "cushioncache/model/loader.h"
+
+namespace cushioncache::testing {
+
+int skipped_count();
+void skip_test(const std::string& why);
+
+// The file under the shared data folder, or nullopt after recording a skip (or failing,
+// when CC_REQUIRE_DATA=1).
+std::optional<std::filesystem::path> data_file(std::string_view relative);
+
+// A fresh folder under the system temp folder, removed with everything in it.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A small LLaMA-family config: GQA (4 query heads, 2 KV heads), 2 layers.
+ModelConfig tiny_llama_config(bool tied);
+
+// Random weights for `config` under Hugging Face names (float32, deterministic in seed).
+HfWeights random_weights(const ModelConfig& config, std::uint64_t seed);
+
+// Writes config.json (as transformers would, via our own JSON, not to_hf_config) and
+// model.safetensors, or shards with model.safetensors.index.json when shards > 1.
+void write_hf_folder(const std::filesystem::path& folder, const HfWeights& weights, int shards = 1);
+
+// Runs fn and checks it throws cushioncache::Error of `kind` whose message contains
+// every fragment.
+void expect_error(const std::function<void()>& fn, ErrorKind kind, std::initializer_list<std::string_view> fragments);
+
+// Max |a - b| over all elements, in float64.
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b);
+
+}  // namespace cushioncache::testing
