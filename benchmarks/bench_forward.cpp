@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
     if (threads > 0) at::set_num_threads(threads);
     const c10::Device device = cc::parse_device(device_name);
     c10::NoGradGuard no_grad;
-    std::printf("device %s, %d threads, T = %lld, median of %d runs\n\n", device.str().c_str(), at::get_num_threads(),
+    std::printf("device %s, %d intra-op threads (BLAS runs its own), T = %lld, median of %d runs\n\n", device.str().c_str(), at::get_num_threads(),
                 static_cast<long long>(seq_len), reps);
     std::printf("%-34s %12s %14s %10s\n", "workload", "time (ms)", "throughput", "vs at::mm");
 

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -137,53 +138,38 @@ Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path) {
     Cursor cur(*file, payload);
 
     // Per-layer tensors are stored as one block per kind, layer after layer.
-    auto read_layers_f32 = [&](const char* suffix, std::vector<std::int64_t> shape) {
-      for (int l = 0; l < layers; ++l) t[layer_name(l, suffix)] = cur.f32(shape);
-    };
-    auto read_layers_q8 = [&](const char* suffix, std::vector<std::int64_t> shape) {
-      for (int l = 0; l < layers; ++l) t[layer_name(l, suffix)] = cur.q8_0(shape, h.group_size);
+    using Shape = std::vector<std::int64_t>;
+    const std::vector<std::pair<const char*, Shape>> attention = {{"attention.wq.weight", {dim, dim}},
+                                                                  {"attention.wk.weight", {kv_dim, dim}},
+                                                                  {"attention.wv.weight", {kv_dim, dim}},
+                                                                  {"attention.wo.weight", {dim, dim}}};
+    const std::vector<std::pair<const char*, Shape>> feed_forward = {{"feed_forward.w1.weight", {hidden, dim}},
+                                                                     {"feed_forward.w2.weight", {dim, hidden}},
+                                                                     {"feed_forward.w3.weight", {hidden, dim}}};
+    auto f32 = [&](const Shape& shape) { return cur.f32(shape); };
+    // Version 2 stores the matrices as Q8_0 and only the norms in float32.
+    auto matrix = [&](const Shape& shape) { return h.version == 2 ? cur.q8_0(shape, h.group_size) : cur.f32(shape); };
+    auto per_layer = [&](const char* suffix, const Shape& shape, const std::function<at::Tensor(const Shape&)>& read) {
+      for (int l = 0; l < layers; ++l) t[layer_name(l, suffix)] = read(shape);
     };
 
     if (h.version == 0) {
       t["tok_embeddings.weight"] = cur.f32({vocab, dim});
-      read_layers_f32("attention_norm.weight", {dim});
-      read_layers_f32("attention.wq.weight", {dim, dim});
-      read_layers_f32("attention.wk.weight", {kv_dim, dim});
-      read_layers_f32("attention.wv.weight", {kv_dim, dim});
-      read_layers_f32("attention.wo.weight", {dim, dim});
-      read_layers_f32("ffn_norm.weight", {dim});
-      read_layers_f32("feed_forward.w1.weight", {hidden, dim});
-      read_layers_f32("feed_forward.w2.weight", {dim, hidden});
-      read_layers_f32("feed_forward.w3.weight", {hidden, dim});
+      per_layer("attention_norm.weight", {dim}, f32);
+      for (const auto& [name, shape] : attention) per_layer(name, shape, f32);
+      per_layer("ffn_norm.weight", {dim}, f32);
+      for (const auto& [name, shape] : feed_forward) per_layer(name, shape, f32);
       t["norm.weight"] = cur.f32({dim});
       cur.skip(static_cast<std::size_t>(h.seq_len) * head_size * 4);  // precomputed RoPE cos/sin: recomputed by the model
       if (!h.shared_classifier) t["output.weight"] = cur.f32({vocab, dim});
-    } else if (h.version == 1) {
-      read_layers_f32("attention_norm.weight", {dim});
-      read_layers_f32("ffn_norm.weight", {dim});
-      t["norm.weight"] = cur.f32({dim});
-      t["tok_embeddings.weight"] = cur.f32({vocab, dim});
-      read_layers_f32("attention.wq.weight", {dim, dim});
-      read_layers_f32("attention.wk.weight", {kv_dim, dim});
-      read_layers_f32("attention.wv.weight", {kv_dim, dim});
-      read_layers_f32("attention.wo.weight", {dim, dim});
-      read_layers_f32("feed_forward.w1.weight", {hidden, dim});
-      read_layers_f32("feed_forward.w2.weight", {dim, hidden});
-      read_layers_f32("feed_forward.w3.weight", {hidden, dim});
-      if (!h.shared_classifier) t["output.weight"] = cur.f32({vocab, dim});
     } else {
-      read_layers_f32("attention_norm.weight", {dim});
-      read_layers_f32("ffn_norm.weight", {dim});
+      per_layer("attention_norm.weight", {dim}, f32);
+      per_layer("ffn_norm.weight", {dim}, f32);
       t["norm.weight"] = cur.f32({dim});
-      t["tok_embeddings.weight"] = cur.q8_0({vocab, dim}, h.group_size);
-      read_layers_q8("attention.wq.weight", {dim, dim});
-      read_layers_q8("attention.wk.weight", {kv_dim, dim});
-      read_layers_q8("attention.wv.weight", {kv_dim, dim});
-      read_layers_q8("attention.wo.weight", {dim, dim});
-      read_layers_q8("feed_forward.w1.weight", {hidden, dim});
-      read_layers_q8("feed_forward.w2.weight", {dim, hidden});
-      read_layers_q8("feed_forward.w3.weight", {hidden, dim});
-      if (!h.shared_classifier) t["output.weight"] = cur.q8_0({vocab, dim}, h.group_size);
+      t["tok_embeddings.weight"] = matrix({vocab, dim});
+      for (const auto& [name, shape] : attention) per_layer(name, shape, matrix);
+      for (const auto& [name, shape] : feed_forward) per_layer(name, shape, matrix);
+      if (!h.shared_classifier) t["output.weight"] = matrix({vocab, dim});
     }
     if (cur.offset() != file->size())
       throw_error(ErrorKind::kCorruptInput, "file has {} bytes after the last tensor the header describes", file->size() - cur.offset());
