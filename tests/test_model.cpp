@@ -3,6 +3,7 @@
 // invariants the method relies on (a cached prefix changes nothing, incremental decoding
 // and padded batches agree with plain forwards).
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -190,7 +191,7 @@ TEST_CASE("a padded batch equals one sequence at a time", "[model]") {
   }
 }
 
-TEST_CASE("float64 and float32 agree; bfloat16 runs", "[model]") {
+TEST_CASE("float64 and float32 agree and bfloat16 runs", "[model]") {
   const auto w = cc::testing::random_weights(cc::testing::tiny_llama_config(false), 13);
   const auto ids = ids_tensor(random_ids(16, 97, 14));
   cc::LoadOptions f64;
@@ -204,6 +205,18 @@ TEST_CASE("float64 and float32 agree; bfloat16 runs", "[model]") {
   at::Tensor low = model->forward(ids).logits;
   CHECK(low.scalar_type() == at::kFloat);
   CHECK(max_abs_diff(low, ref) < 0.25);  // bfloat16 keeps ~3 significant digits
+
+  // float16 on CPU: LibTorch 1.13 has no CPU float16 matmul and must say so; newer
+  // LibTorch runs it.
+  cc::LoadOptions f16;
+  f16.dtype = at::kHalf;
+  try {
+    auto half = cc::build_model(w, f16);
+    CHECK(max_abs_diff(half->forward(ids).logits, ref) < 0.05);
+  } catch (const cc::Error& e) {
+    CHECK(e.kind() == cc::ErrorKind::kUnsupported);
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("float16"));
+  }
 }
 
 TEST_CASE("the prefix KV carries autograd while weights stay frozen", "[model][prefix]") {

@@ -1,6 +1,7 @@
 // safetensors: round trips for every dtype LibTorch holds, and a corrupt-file catalogue
 // where each defect must produce its own error naming the file and the tensor.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <fstream>

@@ -59,7 +59,8 @@ ForwardState CausalLM::prepare(const at::Tensor& input_ids, const ForwardOptions
   s.batch = input_ids.size(0);
   s.length = input_ids.size(1);
   if (s.batch == 0 || s.length == 0) throw_error(ErrorKind::kInvalidArgument, "input_ids is empty ([{}, {}])", s.batch, s.length);
-  const std::int64_t min_id = input_ids.min().item<std::int64_t>(), max_id = input_ids.max().item<std::int64_t>();
+  auto [min_tensor, max_tensor] = at::aminmax(input_ids);
+  const std::int64_t min_id = min_tensor.item<std::int64_t>(), max_id = max_tensor.item<std::int64_t>();
   if (min_id < 0 || max_id >= config_.vocab_size)
     throw_error(ErrorKind::kInvalidArgument, "token id {} is outside the vocabulary [0, {})", min_id < 0 ? min_id : max_id,
                 config_.vocab_size);
