@@ -1,5 +1,6 @@
 #include "cushioncache/model/generate.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
