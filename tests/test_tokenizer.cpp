@@ -4,7 +4,9 @@
 // scripts/tokenizer_reference/make_reference.mjs); and the llama2.c tokenizer's format.
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <fmt/format.h>
 #include <sstream>
@@ -190,4 +192,74 @@ TEST_CASE("bad tokenizer files and inputs give named errors", "[tokenizer][error
     cc::testing::expect_error([&] { cc::load_tokenizer(*llama3)->encode("ok \xff\xfe"); }, cc::ErrorKind::kInvalidArgument,
                               {"UTF-8", "byte 3"});
   }
+}
+
+namespace {
+// llama2.c's run.c merge loop, verbatim in spirit: rescan every adjacent pair, merge the
+// best-scoring one (leftmost on ties), repeat. Quadratic, fine for single lines.
+std::vector<std::int64_t> run_c_encode(const std::vector<std::string>& pieces, const std::vector<float>& scores,
+                                       std::vector<std::int64_t> ids) {
+  std::map<std::string, std::int64_t> lookup;
+  for (std::size_t i = 0; i < pieces.size(); ++i) lookup.emplace(pieces[i], static_cast<std::int64_t>(i));
+  while (true) {
+    float best_score = -1e10f;
+    std::int64_t best_id = -1;
+    std::size_t best_index = 0;
+    for (std::size_t i = 0; i + 1 < ids.size(); ++i) {
+      auto it = lookup.find(pieces[static_cast<std::size_t>(ids[i])] + pieces[static_cast<std::size_t>(ids[i + 1])]);
+      if (it != lookup.end() && scores[static_cast<std::size_t>(it->second)] > best_score) {
+        best_score = scores[static_cast<std::size_t>(it->second)];
+        best_id = it->second;
+        best_index = i;
+      }
+    }
+    if (best_id < 0) return ids;
+    ids[best_index] = best_id;
+    ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(best_index) + 1);
+  }
+}
+}  // namespace
+
+TEST_CASE("the llama2.c tokenizer's fast merge equals run.c's quadratic loop", "[tokenizer][llama2c]") {
+  auto path = cc::testing::data_file("models/stories260K/tok512.bin");
+  auto wiki = cc::testing::data_file("text/wikitext-2-raw/wiki.test.raw");
+  if (!path || !wiki) return;
+  auto tok = cc::load_tokenizer(*path);
+  // Read the vocabulary and scores the way run.c does, independently of the library.
+  const std::string bytes = cc::read_file(*path);
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
+  for (std::size_t pos = 4; pos < bytes.size();) {
+    float score;
+    std::int32_t len;
+    std::memcpy(&score, bytes.data() + pos, 4);
+    std::memcpy(&len, bytes.data() + pos + 4, 4);
+    pieces.emplace_back(bytes.data() + pos + 8, static_cast<std::size_t>(len));
+    scores.push_back(score);
+    pos += 8 + static_cast<std::size_t>(len);
+  }
+  REQUIRE(pieces.size() == 512);
+  const auto lines = lines_of(*wiki);
+  int compared = 0;
+  for (std::size_t i = 0; i < lines.size() && compared < 150; ++i) {
+    if (lines[i].size() < 2 || lines[i].size() > 600) continue;
+    // The unmerged sequence: one token per character (or per byte), as run.c starts.
+    std::vector<std::int64_t> start;
+    start.push_back(std::find(pieces.begin(), pieces.end(), " ") - pieces.begin());
+    for (std::size_t k = 0; k < lines[i].size();) {
+      std::size_t len = 1;
+      while (k + len < lines[i].size() && len < 4 && (static_cast<unsigned char>(lines[i][k + len]) & 0xC0) == 0x80) ++len;
+      auto it = std::find(pieces.begin(), pieces.end(), lines[i].substr(k, len));
+      if (it != pieces.end()) {
+        start.push_back(it - pieces.begin());
+      } else {
+        for (std::size_t b = 0; b < len; ++b) start.push_back(static_cast<unsigned char>(lines[i][k + b]) + 3);
+      }
+      k += len;
+    }
+    INFO("line " << i + 1);
+    CHECK(tok->encode(lines[i], cc::BosPolicy::kNo) == run_c_encode(pieces, scores, start));
+    ++compared;
+  }
+  CHECK(compared == 150);
 }

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -15,6 +16,9 @@ namespace cushioncache {
 
 // Throws kNotFound if missing, kCorruptInput (with the parser's byte position) if invalid.
 nlohmann::json read_json_file(const std::filesystem::path& path);
+
+// One JSON value per non-empty line; kCorruptInput names the file and line.
+std::vector<nlohmann::json> read_jsonl_file(const std::filesystem::path& path);
 
 namespace json_detail {
 template <typename T>

@@ -1,8 +1,10 @@
 #include "cushioncache/model/causal_lm.h"
 
 #include <algorithm>
+#include <limits>
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -111,7 +113,10 @@ ForwardState CausalLM::prepare(const at::Tensor& input_ids, const ForwardOptions
   if (config_.sliding_window) allowed = allowed & (query_index - key_index).lt(*config_.sliding_window);
   allowed = allowed.view({1, 1, s.length, total});
   if (s.key_valid.defined()) allowed = allowed & s.key_valid.view({s.batch, 1, 1, total});
-  s.attn_allowed = allowed;
+  // Built once per forward, added in place to every layer's scores. The lowest finite
+  // float (not -inf) keeps a fully masked row (a padding query) from producing NaN.
+  s.attn_bias = at::zeros(allowed.sizes(), at::TensorOptions().dtype(at::kFloat).device(dev))
+                    .masked_fill_(allowed.logical_not(), std::numeric_limits<float>::lowest());
 
   s.collect_cache = options.return_cache;
   if (s.collect_cache) s.cache.layers.resize(static_cast<std::size_t>(config_.num_layers));
@@ -130,6 +135,15 @@ ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const ForwardOption
     out.cache.valid = state.key_valid;
   }
   return out;
+}
+
+KVCache compute_kv_cache(CausalLM& model, const std::vector<std::int64_t>& tokens) {
+  if (tokens.empty()) throw_error(ErrorKind::kInvalidArgument, "a KV cache needs at least one token");
+  c10::NoGradGuard no_grad;
+  ForwardOptions options;
+  options.return_cache = true;
+  options.last_logits_only = true;
+  return model.forward(at::tensor(tokens, at::kLong).unsqueeze(0), options).cache;
 }
 
 }  // namespace cushioncache

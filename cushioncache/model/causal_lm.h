@@ -40,7 +40,9 @@ struct ForwardState {
   std::int64_t length = 0;        // T, input tokens
   std::int64_t past_length = 0;   // S_past
   at::Tensor positions;           // [B, T] int64 absolute positions
-  at::Tensor attn_allowed;        // [B, 1, T, S_past + T] bool
+  // [B or 1, 1, T, S_past + T] float32: 0 where query t may attend to key s, the lowest
+  // float where it may not; added to the attention scores.
+  at::Tensor attn_bias;
   at::Tensor key_valid;           // [B, S_past + T] bool, or undefined when all keys are real
   at::Tensor text_mask;           // [B, T] bool (see SiteContext)
   std::int64_t prefix_tokens = 0;
@@ -121,5 +123,9 @@ class CausalLM {
   std::vector<std::pair<std::uint64_t, std::shared_ptr<ActivationHook>>> hooks_;
   std::uint64_t next_hook_id_ = 1;
 };
+
+// The KV cache of a token sequence (positions 0..n-1), e.g. a prefix to cache in front
+// of every input. Runs without autograd; detach-free tensors of the model's dtype.
+KVCache compute_kv_cache(CausalLM& model, const std::vector<std::int64_t>& tokens);
 
 }  // namespace cushioncache

@@ -1,5 +1,6 @@
 #include "cushioncache/model/kv_cache.h"
 
+#include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -36,6 +37,17 @@ KVCache KVCache::detached() const {
   out.layers.reserve(layers.size());
   for (const auto& l : layers) out.layers.push_back({l.key.detach(), l.value.detach()});
   if (valid.defined()) out.valid = valid;
+  return out;
+}
+
+KVCache KVCache::select_rows(const at::Tensor& rows) const {
+  KVCache out;
+  out.layers.reserve(layers.size());
+  for (const auto& l : layers) {
+    const at::Tensor index = rows.to(l.key.device(), at::kLong);
+    out.layers.push_back({l.key.index_select(0, index), l.value.index_select(0, index)});
+  }
+  if (valid.defined()) out.valid = valid.index_select(0, rows.to(valid.device(), at::kLong));
   return out;
 }
 

@@ -31,6 +31,10 @@ struct KVCache {
 
   // The same cache with tensors detached from autograd (e.g. to save a tuned prefix).
   KVCache detached() const;
+
+  // Rows `rows` (int64 indices into the batch) of every tensor, in that order; repeated
+  // indices copy a row, so one context can serve several continuations.
+  KVCache select_rows(const at::Tensor& rows) const;
 };
 
 }  // namespace cushioncache

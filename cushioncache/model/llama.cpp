@@ -156,11 +156,12 @@ at::Tensor LlamaModel::attention(int layer, const at::Tensor& x, ForwardState& s
   const std::int64_t S = k.size(2);
 
   // Grouped-query attention without copying K/V per query head: the G query heads that
-  // share a KV head are stacked along the sequence axis of one matmul.
-  at::Tensor qg = q.reshape({B, Hkv, G * T, D});
-  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).mul_(1.0 / std::sqrt(static_cast<double>(D)));
-  scores = scores.view({B, Hkv, G, T, S}).to(at::kFloat);
-  scores = scores.masked_fill(state.attn_allowed.logical_not().unsqueeze(1), std::numeric_limits<float>::lowest());
+  // share a KV head are stacked along the sequence axis of one matmul. The scale goes on
+  // q (T rows) rather than on the scores (T x S).
+  at::Tensor qg = (q * (1.0 / std::sqrt(static_cast<double>(D)))).reshape({B, Hkv, G * T, D});
+  // In place: no backward formula needs the matmul's output.
+  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).view({B, Hkv, G, T, S}).to(at::kFloat);
+  scores.add_(state.attn_bias.unsqueeze(1));
   at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type());
   probs = at_site(layer, Site::kAttnProbs, probs.view({B, H, T, S}), state);
   at::Tensor out = at::matmul(probs.view({B, Hkv, G * T, S}), v);  // [B, Hkv, G*T, D]

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <queue>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -50,26 +51,7 @@ class Llama2cTokenizer : public Tokenizer {
       }
       i += len;
     }
-    // Merge the best-scoring adjacent pair until none is in the vocabulary; ties go to
-    // the leftmost pair.
-    std::string buffer;
-    while (true) {
-      float best_score = -1e10f;
-      std::int64_t best_id = -1;
-      std::size_t best_index = 0;
-      for (std::size_t i = 0; i + 1 < ids.size(); ++i) {
-        buffer = pieces_[static_cast<std::size_t>(ids[i])] + pieces_[static_cast<std::size_t>(ids[i + 1])];
-        auto it = lookup_.find(buffer);
-        if (it != lookup_.end() && scores_[static_cast<std::size_t>(it->second)] > best_score) {
-          best_score = scores_[static_cast<std::size_t>(it->second)];
-          best_id = it->second;
-          best_index = i;
-        }
-      }
-      if (best_id < 0) break;
-      ids[best_index] = best_id;
-      ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(best_index) + 1);
-    }
+    merge_best_pairs(ids);
     return ids;
   }
 
@@ -108,6 +90,54 @@ class Llama2cTokenizer : public Tokenizer {
  private:
   void check_id(std::int64_t id) const {
     if (id < 0 || id >= vocab_size()) throw_error(ErrorKind::kNotFound, "token id {} is not in the vocabulary (size {})", id, vocab_size());
+  }
+
+  // run.c merges the best-scoring adjacent pair (leftmost on ties) until no pair is in
+  // the vocabulary, rescanning the whole sequence each time: quadratic, hours for a
+  // corpus. The same merges in the same order come from a priority queue ordered by
+  // (score, position), with entries dropped when either side has changed since.
+  void merge_best_pairs(std::vector<std::int64_t>& ids) const {
+    struct Symbol {
+      std::int64_t id;
+      std::int64_t prev, next;
+      bool alive;
+    };
+    struct Candidate {
+      float score;
+      std::int64_t pos, left_id, right_id, merged_id;
+      bool operator<(const Candidate& o) const { return score != o.score ? score < o.score : pos > o.pos; }
+    };
+    const auto n = static_cast<std::int64_t>(ids.size());
+    std::vector<Symbol> symbols(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) symbols[static_cast<std::size_t>(i)] = {ids[static_cast<std::size_t>(i)], i - 1, i + 1 < n ? i + 1 : -1, true};
+    std::priority_queue<Candidate> queue;
+    auto consider = [&](std::int64_t pos) {
+      if (pos < 0) return;
+      const Symbol& left = symbols[static_cast<std::size_t>(pos)];
+      if (left.next < 0) return;
+      const Symbol& right = symbols[static_cast<std::size_t>(left.next)];
+      auto it = lookup_.find(pieces_[static_cast<std::size_t>(left.id)] + pieces_[static_cast<std::size_t>(right.id)]);
+      const float score = it == lookup_.end() ? 0.0f : scores_[static_cast<std::size_t>(it->second)];
+      if (it != lookup_.end() && score > -1e10f) queue.push({score, pos, left.id, right.id, it->second});  // run.c's floor
+    };
+    for (std::int64_t i = 0; i + 1 < n; ++i) consider(i);
+    while (!queue.empty()) {
+      const Candidate c = queue.top();
+      queue.pop();
+      Symbol& left = symbols[static_cast<std::size_t>(c.pos)];
+      if (!left.alive || left.next < 0 || left.id != c.left_id) continue;
+      Symbol& right = symbols[static_cast<std::size_t>(left.next)];
+      if (right.id != c.right_id) continue;
+      left.id = c.merged_id;
+      right.alive = false;
+      left.next = right.next;
+      if (left.next >= 0) symbols[static_cast<std::size_t>(left.next)].prev = c.pos;
+      consider(left.prev);
+      consider(c.pos);
+    }
+    ids.clear();
+    for (const Symbol& s : symbols)
+      if (s.alive) ids.push_back(s.id);
   }
 
   std::vector<std::string> pieces_;

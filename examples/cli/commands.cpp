@@ -1,20 +1,38 @@
 #include "commands.h"
 
+#include "cushioncache/core/error.h"
+#include "cushioncache/core/log.h"
 #include "cushioncache/core/tensor_options.h"
 
 namespace cushioncache::cli {
 
-void ModelFlags::add_to(CLI::App& command) {
+void ModelFlags::add_to(CLI::App& command, bool with_tokenizer) {
+  command.add_option("--model", model, "Hugging Face model folder or llama2.c .bin")->required();
+  if (with_tokenizer)
+    command.add_option("--tokenizer", tokenizer,
+                       "tokenizer folder, tokenizer.json or llama2.c tok*.bin (default: beside the model)");
   command.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
   command.add_option("--dtype", dtype, "auto (float32 on CPU, the checkpoint's dtype on CUDA), float32, bfloat16, float16")
       ->capture_default_str();
 }
 
-LoadOptions ModelFlags::load_options() const {
+std::unique_ptr<CausalLM> ModelFlags::load_model() const {
   LoadOptions options;
   options.device = parse_device(device);
   if (dtype != "auto") options.dtype = parse_float_dtype(dtype);
-  return options;
+  return cushioncache::load_model(model, options);
+}
+
+std::unique_ptr<Tokenizer> ModelFlags::load_tokenizer(const CausalLM& loaded) const {
+  std::filesystem::path path = tokenizer;
+  if (path.empty()) {
+    auto found = default_tokenizer_path(model, loaded.config());
+    if (!found) throw_error(ErrorKind::kNotFound, "no tokenizer found beside {}; pass --tokenizer", model);
+    path = *found;
+  }
+  auto loaded_tokenizer = cushioncache::load_tokenizer(path);
+  log::debug("model {} ({} layers), tokenizer {}", model, loaded.config().num_layers, loaded_tokenizer->describe());
+  return loaded_tokenizer;
 }
 
 }  // namespace cushioncache::cli

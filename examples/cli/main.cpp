@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   cc::cli::add_generate_command(app);
   cc::cli::add_tokenize_command(app);
   cc::cli::add_convert_command(app);
+  cc::cli::add_eval_command(app);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,22 @@
+// What a result or artifact was computed with: a description of the model (path,
+// architecture, dtype, device) and a fingerprint of its weights as loaded.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cushioncache/model/causal_lm.h"
+
+namespace cushioncache {
+
+// 16 hex digits: FNV-1a over every weight's name, shape, dtype and 64 evenly spaced
+// values. Changes when any weight tensor is replaced, reshaped or re-quantized; equal for
+// the same checkpoint loaded with the same dtype on any device.
+std::string weights_fingerprint(CausalLM& model);
+
+// {"path", "model_type", "layers", "hidden_size", "heads", "kv_heads", "vocab_size",
+//  "context", "dtype", "device", "parameters", "fingerprint"}
+nlohmann::json describe_model(CausalLM& model, const std::string& path);
+
+}  // namespace cushioncache
