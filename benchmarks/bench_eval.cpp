@@ -13,7 +13,7 @@
 #include "cushioncache/core/data_dir.h"
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
-#include "cushioncache/eval/corpus.h"
+#include "cushioncache/io/corpus.h"
 #include "cushioncache/eval/perplexity.h"
 #include "cushioncache/eval/tasks.h"
 #include "cushioncache/eval/zero_shot.h"

@@ -21,62 +21,22 @@
 #include "cushioncache/core/tensor_options.h"
 #include "cushioncache/model/llama.h"
 #include "cushioncache/model/loader.h"
+#include "bench_common.h"
 
 namespace cc = cushioncache;
 
-namespace {
-
-void synchronize(const c10::Device& device) {
-  // A tiny device-to-host copy waits for every queued kernel on the current stream.
-  if (device.is_cuda()) (void)at::zeros({1}, at::TensorOptions().device(device)).item<float>();
-}
-
-// Median wall time of `reps` runs after one warm-up run.
-double median_seconds(int reps, const c10::Device& device, const std::function<void()>& fn) {
-  fn();
-  synchronize(device);
-  std::vector<double> times;
-  for (int i = 0; i < reps; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    synchronize(device);
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
-
-cc::ModelConfig llama7b_block_config() {
-  cc::ModelConfig c;
-  c.vocab_size = 256;  // irrelevant: only the block is timed
-  c.hidden_size = 4096;
-  c.intermediate_size = 11008;
-  c.num_layers = 1;
-  c.num_heads = 32;
-  c.num_kv_heads = 32;
-  c.head_dim = 128;
-  c.max_position_embeddings = 4096;
-  c.rms_norm_eps = 1e-5;
-  return c;
-}
-
-}  // namespace
+using cc::bench::median_seconds;
 
 int main(int argc, char** argv) {
   CLI::App app{"Forward-pass throughput: stories260K prefill and one LLaMA-7B-shaped block"};
-  std::int64_t seq_len = 512;
-  int reps = 5;
-  int threads = 0;
-  std::string device_name = "cpu";
-  app.add_option("--seq-len", seq_len, "tokens per forward")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--reps", reps, "timed repetitions (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "intra-op threads (0 = LibTorch default)")->capture_default_str();
-  app.add_option("--device", device_name, "cpu or cuda")->capture_default_str();
+  cc::bench::BlockFlags flags;
+  flags.add_to(app);
   CLI11_PARSE(app, argc, argv);
+  const std::int64_t seq_len = flags.seq_len;
+  const int reps = flags.reps;
 
   try {
-    if (threads > 0) at::set_num_threads(threads);
-    const c10::Device device = cc::parse_device(device_name);
+    const c10::Device device = flags.apply();
     c10::NoGradGuard no_grad;
     std::printf("device %s, %d intra-op threads (BLAS runs its own), T = %lld, median of %d runs\n\n", device.str().c_str(), at::get_num_threads(),
                 static_cast<long long>(seq_len), reps);
@@ -95,12 +55,10 @@ int main(int argc, char** argv) {
     }
 
     // One LLaMA-7B block with random weights, run through the staged API.
-    const cc::ModelConfig c = llama7b_block_config();
     const auto dtype = at::kFloat;
     const auto opts = at::TensorOptions().dtype(dtype).device(device);
-    auto model = std::make_unique<cc::LlamaModel>(c, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
-      return name.find("norm") != std::string::npos ? at::ones(shape, opts) : at::randn(shape, opts) * 0.02;
-    });
+    auto model = cc::bench::llama7b_block(device, dtype);
+    const cc::ModelConfig& c = model->config();
     const std::int64_t T = seq_len, d = c.hidden_size, f = c.intermediate_size;
     at::Tensor ids = at::randint(c.vocab_size, {1, T}, at::TensorOptions().dtype(at::kLong).device(device));
     cc::ForwardState state = model->prepare(ids, {});

@@ -9,7 +9,7 @@
 
 #include "cushioncache/core/data_dir.h"
 #include "cushioncache/core/files.h"
-#include "cushioncache/eval/corpus.h"
+#include "cushioncache/io/corpus.h"
 #include "cushioncache/eval/loglikelihood.h"
 #include "cushioncache/eval/perplexity.h"
 #include "cushioncache/eval/tasks.h"

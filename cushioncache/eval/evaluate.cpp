@@ -7,7 +7,7 @@
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/files.h"
 #include "cushioncache/core/log.h"
-#include "cushioncache/eval/corpus.h"
+#include "cushioncache/io/corpus.h"
 #include "cushioncache/eval/tasks.h"
 
 namespace cushioncache {

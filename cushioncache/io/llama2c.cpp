@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <vector>
 
@@ -85,51 +86,70 @@ class Cursor {
 
 std::string layer_name(int layer, const char* suffix) { return fmt::format("layers.{}.{}", layer, suffix); }
 
+// The header at the start of `p` (at least 28 bytes, 256 for versioned files); returns
+// where the tensors begin.
+std::size_t parse_header(const std::uint8_t* p, std::size_t size, Llama2cHeader& h) {
+  if (size < 28) throw_error(ErrorKind::kCorruptInput, "file is {} bytes, too short for a llama2.c header", size);
+  std::size_t payload = 0;
+  std::uint32_t magic;
+  std::memcpy(&magic, p, 4);
+  if (magic == kMagic) {
+    if (size < kVersionedHeaderBytes) throw_error(ErrorKind::kCorruptInput, "versioned header is truncated");
+    h.version = read_i32(p + 4);
+    if (h.version != 1 && h.version != 2)
+      throw_error(ErrorKind::kUnsupported, "llama2.c format version {} (only 1 = float32 and 2 = Q8_0 are known)", h.version);
+    h.dim = read_i32(p + 8);
+    h.hidden_dim = read_i32(p + 12);
+    h.n_layers = read_i32(p + 16);
+    h.n_heads = read_i32(p + 20);
+    h.n_kv_heads = read_i32(p + 24);
+    h.vocab_size = read_i32(p + 28);
+    h.seq_len = read_i32(p + 32);
+    h.shared_classifier = p[36] != 0;
+    if (h.version == 2) {
+      h.group_size = read_i32(p + 37);
+      if (h.group_size <= 0) throw_error(ErrorKind::kCorruptInput, "group_size {} is not positive", h.group_size);
+    }
+    payload = kVersionedHeaderBytes;
+  } else {
+    h.version = 0;
+    h.dim = read_i32(p);
+    h.hidden_dim = read_i32(p + 4);
+    h.n_layers = read_i32(p + 8);
+    h.n_heads = read_i32(p + 12);
+    h.n_kv_heads = read_i32(p + 16);
+    h.vocab_size = read_i32(p + 20);
+    h.seq_len = read_i32(p + 24);
+    // The legacy format signals an unshared classifier with a negative vocab size.
+    h.shared_classifier = h.vocab_size > 0;
+    if (h.vocab_size < 0) h.vocab_size = -h.vocab_size;
+    payload = 28;
+  }
+  validate(h);
+  return payload;
+}
+
 }  // namespace
+
+Llama2cHeader read_llama2c_header(const std::filesystem::path& path) {
+  return with_context(path.string(), [&] {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw_error(ErrorKind::kNotFound, "cannot open");
+    std::uint8_t buffer[kVersionedHeaderBytes] = {};
+    in.read(reinterpret_cast<char*>(buffer), sizeof(buffer));
+    Llama2cHeader h;
+    parse_header(buffer, static_cast<std::size_t>(in.gcount()), h);
+    return h;
+  });
+}
+
 
 Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path) {
   return with_context(path.string(), [&] {
     auto file = MappedFile::open(path);
-    if (file->size() < 28) throw_error(ErrorKind::kCorruptInput, "file is {} bytes, too short for a llama2.c header", file->size());
-    const std::uint8_t* p = file->data();
     Llama2cCheckpoint ckpt;
     Llama2cHeader& h = ckpt.header;
-    std::size_t payload = 0;
-    std::uint32_t magic;
-    std::memcpy(&magic, p, 4);
-    if (magic == kMagic) {
-      if (file->size() < kVersionedHeaderBytes) throw_error(ErrorKind::kCorruptInput, "versioned header is truncated");
-      h.version = read_i32(p + 4);
-      if (h.version != 1 && h.version != 2)
-        throw_error(ErrorKind::kUnsupported, "llama2.c format version {} (only 1 = float32 and 2 = Q8_0 are known)", h.version);
-      h.dim = read_i32(p + 8);
-      h.hidden_dim = read_i32(p + 12);
-      h.n_layers = read_i32(p + 16);
-      h.n_heads = read_i32(p + 20);
-      h.n_kv_heads = read_i32(p + 24);
-      h.vocab_size = read_i32(p + 28);
-      h.seq_len = read_i32(p + 32);
-      h.shared_classifier = p[36] != 0;
-      if (h.version == 2) {
-        h.group_size = read_i32(p + 37);
-        if (h.group_size <= 0) throw_error(ErrorKind::kCorruptInput, "group_size {} is not positive", h.group_size);
-      }
-      payload = kVersionedHeaderBytes;
-    } else {
-      h.version = 0;
-      h.dim = read_i32(p);
-      h.hidden_dim = read_i32(p + 4);
-      h.n_layers = read_i32(p + 8);
-      h.n_heads = read_i32(p + 12);
-      h.n_kv_heads = read_i32(p + 16);
-      h.vocab_size = read_i32(p + 20);
-      h.seq_len = read_i32(p + 24);
-      // The legacy format signals an unshared classifier with a negative vocab size.
-      h.shared_classifier = h.vocab_size > 0;
-      if (h.vocab_size < 0) h.vocab_size = -h.vocab_size;
-      payload = 28;
-    }
-    validate(h);
+    const std::size_t payload = parse_header(file->data(), file->size(), h);
 
     const std::int64_t dim = h.dim, hidden = h.hidden_dim, vocab = h.vocab_size, layers = h.n_layers;
     const std::int64_t head_size = dim / h.n_heads;

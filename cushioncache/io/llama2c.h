@@ -37,4 +37,7 @@ struct Llama2cCheckpoint {
 // header values, or a file size that does not match the header.
 Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path);
 
+// The header alone (cheap: reads the first 256 bytes); the same checks on its values.
+Llama2cHeader read_llama2c_header(const std::filesystem::path& path);
+
 }  // namespace cushioncache

@@ -39,7 +39,7 @@ void CausalLM::remove_hook(std::uint64_t id) {
 
 at::Tensor CausalLM::at_site(int layer, Site site, at::Tensor x, const ForwardState& state) const {
   if (hooks_.empty()) return x;
-  SiteContext context{layer, site, state.text_mask, state.prefix_tokens};
+  SiteContext context{layer, site, state.text_mask, state.prefix_tokens, state.all_text};
   for (const auto& [id, hook] : hooks_) {
     at::Tensor replaced = hook->on_activation(context, x);
     if (!replaced.defined() || replaced.sizes() != x.sizes())
@@ -105,6 +105,7 @@ ForwardState CausalLM::prepare(const at::Tensor& input_ids, const ForwardOptions
     s.text_mask = at::ones({s.batch, s.length}, at::TensorOptions().dtype(at::kBool).device(dev));
   }
   if (s.prefix_tokens > 0) s.text_mask.narrow(1, 0, s.prefix_tokens).fill_(false);
+  s.all_text = !options.attention_mask.defined() && s.prefix_tokens == 0;
 
   // Query t sits at cache index S_past + t and may see keys at indices up to its own.
   at::Tensor query_index = at::arange(s.past_length, total, long_opts).unsqueeze(1);  // [T, 1]

@@ -45,6 +45,7 @@ struct ForwardState {
   at::Tensor attn_bias;
   at::Tensor key_valid;           // [B, S_past + T] bool, or undefined when all keys are real
   at::Tensor text_mask;           // [B, T] bool (see SiteContext)
+  bool all_text = true;           // text_mask is all true
   std::int64_t prefix_tokens = 0;
   const KVCache* past = nullptr;
   bool collect_cache = false;
@@ -58,6 +59,19 @@ struct LinearRef {
   int layer;
   Site input_site;
   Linear* linear;
+};
+
+// Where the activations at a linear-input site come from, so that a per-channel scale s
+// can move between them (SmoothQuant): dividing the producer's output channel by s and
+// multiplying the consumers' weight columns by s leaves the function unchanged.
+struct SiteProducer {
+  int layer = 0;
+  Site site = Site::kAttnInput;
+  std::vector<Linear*> consumers;      // the linears reading the site
+  at::Tensor* norm_weight = nullptr;   // producer is a norm: its gain (and bias) per channel
+  at::Tensor* norm_bias = nullptr;
+  Linear* producer = nullptr;          // producer is a linear: its output rows
+  at::Tensor producer_row;             // [channels] int64: the producer row behind each site channel
 };
 
 class CausalLM;
@@ -108,6 +122,8 @@ class CausalLM {
   virtual std::vector<LinearRef> linears() = 0;
   // Every weight by its Hugging Face name (tied weights listed once).
   virtual std::vector<std::pair<std::string, at::Tensor*>> named_weights() = 0;
+  // The producer of every linear-input site of every block.
+  virtual std::vector<SiteProducer> site_producers() = 0;
 
  protected:
   // Passes x through the registered hooks for (layer, site).

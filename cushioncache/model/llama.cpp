@@ -219,4 +219,35 @@ std::vector<std::pair<std::string, at::Tensor*>> LlamaModel::named_weights() {
   return out;
 }
 
+std::vector<SiteProducer> LlamaModel::site_producers() {
+  const ModelConfig& c = config();
+  const auto device = at::TensorOptions().dtype(at::kLong).device(embed_tokens_.device());
+  // o_proj's input channel h * D + d comes from v_proj row (h / G) * D + d: with grouped-
+  // query attention, G query heads share one value head.
+  const std::int64_t D = c.head_dim, G = c.num_heads / c.num_kv_heads;
+  at::Tensor channel = at::arange(c.num_heads * D, device);
+  at::Tensor value_row = channel.div(G * D, "floor").mul(D).add(channel.remainder(D));
+  auto producer = [](int layer, Site site, std::vector<Linear*> consumers, at::Tensor* norm, Linear* linear, at::Tensor row) {
+    SiteProducer p;
+    p.layer = layer;
+    p.site = site;
+    p.consumers = std::move(consumers);
+    p.norm_weight = norm;
+    p.producer = linear;
+    p.producer_row = std::move(row);
+    return p;
+  };
+  std::vector<SiteProducer> out;
+  for (int l = 0; l < c.num_layers; ++l) {
+    LlamaLayer& w = layers_[static_cast<std::size_t>(l)];
+    at::Tensor hidden = at::arange(c.hidden_size, device);
+    out.push_back(producer(l, Site::kAttnInput, {&w.q_proj, &w.k_proj, &w.v_proj}, &w.input_norm, nullptr, hidden));
+    out.push_back(producer(l, Site::kOProjInput, {&w.o_proj}, nullptr, &w.v_proj, value_row));
+    out.push_back(producer(l, Site::kMlpInput, {&w.gate_proj, &w.up_proj}, &w.post_attention_norm, nullptr, hidden));
+    // down_proj reads silu(gate) * up: scaling up's rows scales the product.
+    out.push_back(producer(l, Site::kDownProjInput, {&w.down_proj}, nullptr, &w.up_proj, at::arange(c.intermediate_size, device)));
+  }
+  return out;
+}
+
 }  // namespace cushioncache

@@ -35,6 +35,7 @@ class LlamaModel : public CausalLM {
 
   std::vector<LinearRef> linears() override;
   std::vector<std::pair<std::string, at::Tensor*>> named_weights() override;
+  std::vector<SiteProducer> site_producers() override;
 
   // The names and shapes a checkpoint of this config must hold.
   static std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected_weights(const ModelConfig& config);

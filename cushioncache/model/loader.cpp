@@ -142,7 +142,7 @@ void save_hf_model(CausalLM& model, const fs::path& folder) {
   write_file_atomically(folder / "config.json", [&](std::ostream& out) { out << config_text; });
 }
 
-std::optional<fs::path> default_tokenizer_path(const fs::path& model_path, const ModelConfig& config) {
+std::optional<fs::path> default_tokenizer_path(const fs::path& model_path) {
   std::error_code ec;
   if (fs::is_directory(model_path, ec)) {
     for (const char* f : {"tokenizer.json", "vocab.json", "encoder.json"})
@@ -150,7 +150,8 @@ std::optional<fs::path> default_tokenizer_path(const fs::path& model_path, const
     return std::nullopt;
   }
   const fs::path folder = model_path.parent_path();
-  for (const std::string& f : {fmt::format("tok{}.bin", config.vocab_size), std::string("tokenizer.bin")})
+  const int vocab = read_llama2c_header(model_path).vocab_size;
+  for (const std::string& f : {fmt::format("tok{}.bin", vocab), std::string("tokenizer.bin")})
     if (fs::exists(folder / f)) return folder / f;
   return std::nullopt;
 }

@@ -48,6 +48,6 @@ void save_hf_model(CausalLM& model, const std::filesystem::path& folder);
 
 // Where the tokenizer of a model normally lives: the model folder itself, or for a
 // llama2.c checkpoint a tok<vocab>.bin or tokenizer.bin beside it.
-std::optional<std::filesystem::path> default_tokenizer_path(const std::filesystem::path& model_path, const ModelConfig& config);
+std::optional<std::filesystem::path> default_tokenizer_path(const std::filesystem::path& model_path);
 
 }  // namespace cushioncache

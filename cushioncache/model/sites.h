@@ -39,6 +39,9 @@ struct SiteContext {
   // dim 2 of per-head ones.
   at::Tensor text_mask;
   std::int64_t prefix_tokens = 0;  // leading input positions that are prefix tokens
+  // True when text_mask is all true (no padding, no prefix tokens in the input): known
+  // without looking at the mask, so hooks can skip masking without a device sync.
+  bool all_text = true;
 };
 
 class ActivationHook {

@@ -23,15 +23,15 @@ std::unique_ptr<CausalLM> ModelFlags::load_model() const {
   return cushioncache::load_model(model, options);
 }
 
-std::unique_ptr<Tokenizer> ModelFlags::load_tokenizer(const CausalLM& loaded) const {
+std::unique_ptr<Tokenizer> ModelFlags::load_tokenizer() const {
   std::filesystem::path path = tokenizer;
   if (path.empty()) {
-    auto found = default_tokenizer_path(model, loaded.config());
+    auto found = default_tokenizer_path(model);
     if (!found) throw_error(ErrorKind::kNotFound, "no tokenizer found beside {}; pass --tokenizer", model);
     path = *found;
   }
   auto loaded_tokenizer = cushioncache::load_tokenizer(path);
-  log::debug("model {} ({} layers), tokenizer {}", model, loaded.config().num_layers, loaded_tokenizer->describe());
+  log::debug("tokenizer {}", loaded_tokenizer->describe());
   return loaded_tokenizer;
 }
 

@@ -20,12 +20,13 @@ struct ModelFlags {
   void add_to(CLI::App& command, bool with_tokenizer);
   std::unique_ptr<CausalLM> load_model() const;
   // --tokenizer, or the tokenizer that lives beside the model.
-  std::unique_ptr<Tokenizer> load_tokenizer(const CausalLM& model) const;
+  std::unique_ptr<Tokenizer> load_tokenizer() const;
 };
 
 void add_generate_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_inspect_command(CLI::App& app);
 
 }  // namespace cushioncache::cli

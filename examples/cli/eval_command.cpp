@@ -4,9 +4,11 @@
 #include <vector>
 
 #include "commands.h"
+#include "cushioncache/core/files.h"
 #include "cushioncache/core/log.h"
-#include "cushioncache/eval/evaluate.h"
-#include "cushioncache/model/identity.h"
+#include "cushioncache/eval/tasks.h"
+#include "cushioncache/pipeline/quantized_eval.h"
+#include "cushioncache/quant/recipe.h"
 
 namespace cushioncache::cli {
 
@@ -14,16 +16,20 @@ void add_eval_command(CLI::App& app) {
   struct Flags {
     ModelFlags model;
     std::string out, bos, prefix_text;
-    std::vector<std::string> ppl, tasks;
+    std::vector<std::string> ppl, tasks, quant;
     EvaluationPlan plan;
   };
   auto flags = std::make_shared<Flags>();
-  CLI::App* cmd = app.add_subcommand("eval", "Perplexity (WikiText-2, C4) and lm-eval-harness zero-shot tasks");
+  CLI::App* cmd = app.add_subcommand("eval", "Perplexity (WikiText-2, C4) and lm-eval-harness zero-shot tasks, float or quantized");
   flags->model.add_to(*cmd, /*with_tokenizer=*/true);
   cmd->add_option("--ppl", flags->ppl, "corpora: wikitext2, c4, or text/JSONL paths (default wikitext2 when no --tasks)")
       ->delimiter(',');
   cmd->add_option("--tasks", flags->tasks,
                   "lambada, hellaswag, piqa, winogrande, openbookqa, copa, arc_easy, boolq, rte=PATH, mc:PATH, or all")
+      ->delimiter(',');
+  cmd->add_option("--quant", flags->quant,
+                  "variants to evaluate, in order: float, a preset (w8a8-per-tensor-static, w8a8-per-tensor-dynamic, "
+                  "w8a8-per-token-dynamic, sq-o3, sq-o2, sq-o1), a recipe .yaml, or all (float + every preset); default float")
       ->delimiter(',');
   cmd->add_option("--seq-len", flags->plan.seq_len, "perplexity window (default: min(2048, context - prefix))")->check(CLI::PositiveNumber);
   cmd->add_option("--max-windows", flags->plan.max_windows, "evaluate at most N windows per corpus")->check(CLI::PositiveNumber);
@@ -33,33 +39,41 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--bos", flags->bos, "BOS before evaluated text: auto|yes|no (default: tokenizer's own for perplexity "
                                        "without a prefix, none after a prefix and for tasks, as the harness)")
       ->check(CLI::IsMember({"auto", "yes", "no"}));
-  cmd->add_option("--prefix-text", flags->prefix_text, "cache the KV of BOS + this text in front of every input (\"\" = BOS only)");
+  cmd->add_option("--prefix-text", flags->prefix_text, "cache the KV of BOS + this text in front of every input (no text = BOS only)")
+      ->expected(0, 1);
   cmd->add_option("--out", flags->out, "write the results as JSON here");
 
   cmd->callback([flags, cmd] {
-    EvaluationPlan plan = flags->plan;
-    plan.corpora = flags->ppl;
+    VariantPlan plan;
+    plan.evaluation = flags->plan;
+    plan.evaluation.corpora = flags->ppl;
     for (const auto& t : flags->tasks) {
-      if (t == "all") plan.tasks.insert(plan.tasks.end(), standard_tasks().begin(), standard_tasks().end());
-      else plan.tasks.push_back(t);
+      if (t == "all") plan.evaluation.tasks.insert(plan.evaluation.tasks.end(), standard_tasks().begin(), standard_tasks().end());
+      else plan.evaluation.tasks.push_back(t);
     }
-    if (plan.corpora.empty() && plan.tasks.empty()) plan.corpora = {"wikitext2"};
-    if (!flags->bos.empty()) plan.bos = parse_bos_policy(flags->bos);
+    if (plan.evaluation.corpora.empty() && plan.evaluation.tasks.empty()) plan.evaluation.corpora = {"wikitext2"};
+    if (!flags->bos.empty()) plan.evaluation.bos = parse_bos_policy(flags->bos);
+    for (const auto& q : flags->quant) {
+      if (q == "all") {
+        plan.variants.push_back("float");
+        plan.variants.insert(plan.variants.end(), preset_names().begin(), preset_names().end());
+      } else {
+        plan.variants.push_back(q);
+      }
+    }
+    if (plan.variants.empty()) plan.variants = {"float"};
 
-    auto model = flags->model.load_model();
-    auto tokenizer = flags->model.load_tokenizer(*model);
-
-    KVCache prefix;
+    auto tokenizer = flags->model.load_tokenizer();
     if (cmd->count("--prefix-text") > 0) {
-      prefix = compute_kv_cache(*model, tokenizer->encode(flags->prefix_text, BosPolicy::kYes));
-      plan.prefix = &prefix;
+      plan.prefix_tokens = tokenizer->encode(flags->prefix_text, BosPolicy::kYes);
       plan.prefix_description = "BOS + \"" + flags->prefix_text + "\"";
-      log::info("prefix: {} ({} tokens)", plan.prefix_description, prefix.length());
+      log::info("prefix: {} ({} tokens)", plan.prefix_description, plan.prefix_tokens.size());
     }
-    const EvalReport report = evaluate(*model, *tokenizer, plan, describe_model(*model, flags->model.model));
-    std::fputs(format_table(report).c_str(), stdout);
+    const auto results = evaluate_variants([&] { return flags->model.load_model(); }, *tokenizer, plan, flags->model.model);
+    std::fputs(format_variants_table(results).c_str(), stdout);
     if (!flags->out.empty()) {
-      write_report(report, flags->out);
+      const std::string text = to_json(results).dump(2) + "\n";
+      write_file_atomically(flags->out, [&](std::ostream& out) { out << text; });
       log::info("wrote {}", flags->out);
     }
   });

@@ -26,7 +26,7 @@ void add_generate_command(CLI::App& app) {
 
   cmd->callback([flags] {
     auto model = flags->model.load_model();
-    auto tokenizer = flags->model.load_tokenizer(*model);
+    auto tokenizer = flags->model.load_tokenizer();
 
     GenerateOptions options = flags->generate;
     options.on_text = [](std::string_view text) {

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   cc::cli::add_tokenize_command(app);
   cc::cli::add_convert_command(app);
   cc::cli::add_eval_command(app);
+  cc::cli::add_inspect_command(app);
 
   try {
     app.parse(argc, argv);

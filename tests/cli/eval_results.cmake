@@ -1,5 +1,6 @@
-# `cushioncache eval` on stories260K writes a results JSON with the model's identity, the
-# resolved settings, perplexity per corpus and metrics per task, and prints a table.
+# `cushioncache eval` on stories260K writes a results JSON with the model's identity and,
+# per variant (float here), the resolved settings, perplexity per corpus and metrics per
+# task; it prints a table. With --quant it compares variants.
 include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
 set(MODEL "${DATA}/models/stories260K")
 cc_require_file("${MODEL}/stories260K.bin")
@@ -17,19 +18,32 @@ if(NOT OUT MATCHES "wikitext2 +256 +4 +1020" OR NOT OUT MATCHES "copa +acc")
   message(FATAL_ERROR "unexpected table:\n${OUT}")
 endif()
 file(READ "${out}" json)
-string(JSON ppl GET "${json}" perplexity wikitext2 ppl)
-string(JSON scored GET "${json}" perplexity wikitext2 scored_tokens)
-string(JSON acc GET "${json}" tasks copa metrics acc value)
-string(JSON n GET "${json}" tasks copa n)
-string(JSON fingerprint GET "${json}" model fingerprint)
-string(JSON seq GET "${json}" settings seq_len)
-if(NOT scored EQUAL 1020 OR NOT n EQUAL 20 OR NOT seq EQUAL 256 OR NOT fingerprint MATCHES "^[0-9a-f]+$")
-  message(FATAL_ERROR "unexpected results: scored=${scored} n=${n} seq_len=${seq} fingerprint=${fingerprint}")
+string(JSON ppl GET "${json}" runs 0 perplexity wikitext2 ppl)
+string(JSON scored GET "${json}" runs 0 perplexity wikitext2 scored_tokens)
+string(JSON acc GET "${json}" runs 0 tasks copa metrics acc value)
+string(JSON n GET "${json}" runs 0 tasks copa n)
+string(JSON fingerprint GET "${json}" runs 0 fingerprint)
+string(JSON seq GET "${json}" runs 0 settings seq_len)
+string(JSON variant GET "${json}" runs 0 variant)
+string(JSON layers GET "${json}" model layers)
+if(NOT scored EQUAL 1020 OR NOT n EQUAL 20 OR NOT seq EQUAL 256 OR NOT fingerprint MATCHES "^[0-9a-f]+$"
+   OR NOT variant STREQUAL "float" OR NOT layers EQUAL 5)
+  message(FATAL_ERROR "unexpected results: scored=${scored} n=${n} seq_len=${seq} fingerprint=${fingerprint} variant=${variant}")
 endif()
 if(ppl LESS_EQUAL 1 OR acc LESS 0 OR acc GREATER 1)
   message(FATAL_ERROR "implausible values: ppl=${ppl} acc=${acc}")
 endif()
 file(REMOVE "${out}")
+
+# Float and a quantized variant side by side, one row each.
+cc_run(eval --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --ppl wikitext2 --seq-len 256
+       --max-windows 2 --quant float,w8a8-per-token-dynamic)
+cc_expect_rc(0 "eval --quant")
+if(NOT OUT MATCHES "float +[0-9.]+" OR NOT OUT MATCHES "w8a8-per-token-dynamic +[0-9.]+")
+  message(FATAL_ERROR "unexpected comparison table:\n${OUT}")
+endif()
+cc_run(eval --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --quant w8a9)
+cc_expect_rc(2 "unknown quantization")
 
 # Bad values exit with 2 and name the flag or task.
 cc_run(eval --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --tasks nosuchtask)

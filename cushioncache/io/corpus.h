@@ -1,4 +1,5 @@
-// Evaluation corpora as the perplexity protocols papers use them:
+// Text corpora for evaluation and calibration, built as the perplexity protocols papers
+// use them:
 //   wikitext2: the exact string GPTQ-style scripts build ("\n\n".join of the raw test
 //              rows), read from text/wikitext-2-raw/wiki.test.gptq.txt;
 //   c4:        GPTQ's "c4-new" construction: " ".join of the first 1100 validation
@@ -8,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace cushioncache {
 
@@ -20,5 +22,11 @@ struct Corpus {
 
 // Throws kNotFound naming the file (and $CC_DATA_DIR) when the data is missing.
 Corpus load_corpus(const std::string& name_or_path);
+
+// The separate documents of a corpus (calibration samples windows from single
+// documents): c4 gives every document of the shared file, a .jsonl path its "text"
+// fields, wikitext2 and .txt files their "\n\n"-separated paragraphs. Empty ones are
+// dropped.
+std::vector<std::string> load_documents(const std::string& name_or_path);
 
 }  // namespace cushioncache

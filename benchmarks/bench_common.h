@@ -1,0 +1,78 @@
+// Helpers shared by the benchmark executables: timing and the LLaMA-7B-shaped block.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+
+#include "cushioncache/core/tensor_options.h"
+#include "cushioncache/model/llama.h"
+
+namespace cushioncache::bench {
+
+// --seq-len, --reps, --threads and --device, for the block benchmarks.
+struct BlockFlags {
+  std::int64_t seq_len = 512;
+  int reps = 5;
+  int threads = 0;
+  std::string device = "cpu";
+
+  void add_to(CLI::App& app) {
+    app.add_option("--seq-len", seq_len, "tokens per forward")->capture_default_str()->check(CLI::PositiveNumber);
+    app.add_option("--reps", reps, "timed repetitions (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
+    app.add_option("--threads", threads, "intra-op threads (0 = LibTorch default)")->capture_default_str();
+    app.add_option("--device", device, "cpu or cuda")->capture_default_str();
+  }
+  // Applies --threads and returns the device.
+  c10::Device apply() const {
+    if (threads > 0) at::set_num_threads(threads);
+    return parse_device(device);
+  }
+};
+
+inline void synchronize(const c10::Device& device) {
+  // A tiny device-to-host copy waits for every queued kernel on the current stream.
+  if (device.is_cuda()) (void)at::zeros({1}, at::TensorOptions().device(device)).item<float>();
+}
+
+// Median wall time of `reps` runs after one warm-up run.
+inline double median_seconds(int reps, const c10::Device& device, const std::function<void()>& fn) {
+  fn();
+  synchronize(device);
+  std::vector<double> times;
+  for (int i = 0; i < reps; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    synchronize(device);
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+// One LLaMA-7B block (hidden 4096, 32 heads, MLP 11008) with random weights; the
+// embedding and head are tiny, since only run_block() is timed.
+inline std::unique_ptr<LlamaModel> llama7b_block(const c10::Device& device, c10::ScalarType dtype) {
+  ModelConfig c;
+  c.vocab_size = 256;
+  c.hidden_size = 4096;
+  c.intermediate_size = 11008;
+  c.num_layers = 1;
+  c.num_heads = 32;
+  c.num_kv_heads = 32;
+  c.head_dim = 128;
+  c.max_position_embeddings = 4096;
+  c.rms_norm_eps = 1e-5;
+  const auto opts = at::TensorOptions().dtype(dtype).device(device);
+  return std::make_unique<LlamaModel>(c, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
+    return name.find("norm") != std::string::npos ? at::ones(shape, opts) : at::randn(shape, opts) * 0.02;
+  });
+}
+
+}  // namespace cushioncache::bench

@@ -1,0 +1,45 @@
+// The `inspect` report: activation statistics of a model on sampled text windows, with
+// and without a cached prefix, written as stats.json, one CSV per table and SVG plots a
+// reader understands without the JSON.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cushioncache/analysis/activation_stats.h"
+#include "cushioncache/model/causal_lm.h"
+#include "cushioncache/tokenizer/tokenizer.h"
+
+namespace cushioncache {
+
+struct InspectOptions {
+  std::string data = "wikitext2";  // corpus name or path (io/corpus.h)
+  std::int64_t samples = 8;
+  std::int64_t seq_len = 512;      // capped by the context left after the prefix
+  std::uint64_t seed = 0;
+  std::int64_t first_keys = 4;
+  int token_layer = -1;            // layer of the token-wise plot; -1 = the last
+  std::string prefix_label = "with prefix";
+};
+
+struct Inspection {
+  ActivationReport without_prefix;
+  std::optional<ActivationReport> with_prefix;
+  int token_layer = 0;
+  std::string prefix_label;
+  std::string data_description;
+};
+
+// Without a prefix the windows start with the tokenizer's BOS (as ordinary inputs do);
+// with one, the same text follows the prefix without a second BOS.
+Inspection inspect_model(CausalLM& model, const Tokenizer& tokenizer, const InspectOptions& options, const KVCache* prefix);
+
+// stats.json, sites.csv, attention.csv, token_max.csv, magnitudes.svg, token_max.svg,
+// attention_sinks.svg in `folder` (created); every file written atomically.
+void write_inspection(const Inspection& inspection, const nlohmann::json& model_description, const std::filesystem::path& folder);
+
+}  // namespace cushioncache

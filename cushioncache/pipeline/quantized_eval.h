@@ -1,0 +1,46 @@
+// Evaluating a model in float and under quantization recipes, one after another, each
+// on a freshly loaded copy (recipes change weights in place), with one prefix computed
+// by the float model and adapted to each variant. This is what `eval --quant` runs and
+// what produces the presets table in docs/quantization.md.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cushioncache/eval/evaluate.h"
+#include "cushioncache/model/causal_lm.h"
+#include "cushioncache/tokenizer/tokenizer.h"
+
+namespace cushioncache {
+
+struct VariantResult {
+  std::string label;      // "float" or the recipe's name
+  nlohmann::json recipe;  // null for float
+  std::string calibration;
+  EvalReport report;
+};
+
+struct VariantPlan {
+  std::vector<std::string> variants;  // "float", preset names or .yaml recipes
+  EvaluationPlan evaluation;          // its prefix field is ignored: see prefix_tokens
+  std::vector<std::int64_t> prefix_tokens;  // empty: no prefix
+  std::string prefix_description;
+};
+
+using ModelFactory = std::function<std::unique_ptr<CausalLM>()>;
+
+std::vector<VariantResult> evaluate_variants(const ModelFactory& load_model, const Tokenizer& tokenizer, const VariantPlan& plan,
+                                             const std::string& model_path);
+
+// {"model": ..., "runs": [{"variant", "recipe", "calibration", "settings", "perplexity", "tasks"}]}
+nlohmann::json to_json(const std::vector<VariantResult>& results);
+// One run: its full table; several: one row per variant, perplexity per corpus and each
+// task's headline metric (acc_norm where reported, else acc).
+std::string format_variants_table(const std::vector<VariantResult>& results);
+
+}  // namespace cushioncache

@@ -1,0 +1,140 @@
+#include "cushioncache/quant/quantize_model.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <fmt/format.h>
+
+#include "cushioncache/core/error.h"
+#include "cushioncache/core/log.h"
+#include "cushioncache/io/safetensors.h"
+#include "cushioncache/quant/smoothquant.h"
+
+namespace cushioncache {
+
+// Routes each site's activations to its quantizer: observing during calibration,
+// quantizing afterwards. Per-head activations ([B, H, T, D] or [B, H, T, S]) are shown to
+// the quantizer as [B, T, channels], like every other site.
+class QuantizationHook : public ActivationHook {
+ public:
+  std::map<SiteKey, std::unique_ptr<Quantizer>> quantizers;
+  bool calibrating = false;
+
+  at::Tensor on_activation(const SiteContext& ctx, const at::Tensor& x) override {
+    auto it = quantizers.find({ctx.layer, ctx.site});
+    if (it == quantizers.end()) return x;
+    const bool per_head = x.dim() == 4;
+    at::Tensor canonical = per_head ? x.transpose(1, 2).reshape({x.size(0), x.size(2), -1}) : x;
+    const at::Tensor mask = ctx.all_text ? at::Tensor() : ctx.text_mask;
+    if (calibrating) {
+      it->second->observe(canonical.detach(), mask);
+      return x;
+    }
+    at::Tensor out = it->second->quantize(canonical, mask);
+    return per_head ? out.reshape({x.size(0), x.size(2), x.size(1), x.size(3)}).transpose(1, 2) : out;
+  }
+};
+
+QuantizedModel::QuantizedModel(CausalLM& model, QuantRecipe recipe, const CalibrationSet* calibration, const KVCache* float_prefix)
+    : recipe_(std::move(recipe)), head_dim_(model.config().head_dim), hook_(std::make_shared<QuantizationHook>()) {
+  recipe_.validate();
+  if (recipe_.needs_calibration() && (calibration == nullptr || calibration->sequences.empty()))
+    throw_error(ErrorKind::kInvalidArgument, "recipe '{}' needs calibration data (static ranges or SmoothQuant)", recipe_.name);
+  c10::NoGradGuard no_grad;
+
+  if (recipe_.smoothquant) {
+    const auto absmax = collect_channel_absmax(model, *calibration, float_prefix, recipe_.smoothquant->sites);
+    const auto scales = apply_smoothquant(model, absmax, recipe_.smoothquant->alpha);
+    for (const auto& [key, s] : scales)
+      if (key.second == Site::kOProjInput) {
+        // Per value channel: o_proj's input channel h * D + d maps to value row (h / G) * D + d,
+        // and channels sharing a row share the scale, so every G-th head block holds it.
+        const std::int64_t G = model.config().num_heads / model.config().num_kv_heads;
+        value_scales_[key.first] = s.view({model.config().num_kv_heads, G, head_dim_}).select(1, 0).reshape({-1});
+      }
+    log::info("{}: SmoothQuant (alpha {}) folded into {} sites", recipe_.name, recipe_.smoothquant->alpha, absmax.size());
+  }
+  if (float_prefix != nullptr && !float_prefix->empty()) prefix_ = adapt_prefix(*float_prefix);
+  const KVCache* prefix = this->prefix();
+
+  if (recipe_.weights.enabled()) {
+    for (const LinearRef& ref : model.linears()) {
+      auto q = make_quantizer(recipe_.quantizer, recipe_.weights, ref.name + ".weight");
+      ref.linear->weight = q->quantize(ref.linear->weight, at::Tensor());
+    }
+  }
+
+  if (recipe_.activations.enabled()) {
+    std::vector<Site> sites = {Site::kAttnInput, Site::kOProjInput, Site::kMlpInput, Site::kDownProjInput};
+    if (recipe_.attention_matmuls) sites.insert(sites.end(), {Site::kQuery, Site::kKey, Site::kValue, Site::kAttnProbs});
+    else if (recipe_.kv_cache) sites.insert(sites.end(), {Site::kKey, Site::kValue});
+    for (int l = 0; l < model.config().num_layers; ++l)
+      for (Site s : sites)
+        hook_->quantizers.emplace(SiteKey{l, s},
+                                  make_quantizer(recipe_.quantizer, recipe_.activations, fmt::format("layers.{}.{}", l, site_name(s))));
+  }
+  handle_ = model.add_hook(hook_);
+
+  bool needs_ranges = false;
+  for (const auto& [key, q] : hook_->quantizers) needs_ranges |= q->needs_calibration();
+  if (needs_ranges) {
+    hook_->calibrating = true;
+    try {
+      run_calibration(model, *calibration, prefix, 8, recipe_.name + " calibration");
+    } catch (...) {
+      hook_->calibrating = false;
+      throw;
+    }
+    hook_->calibrating = false;
+    for (auto& [key, q] : hook_->quantizers) q->freeze();
+  }
+}
+
+QuantizedModel::~QuantizedModel() = default;
+
+KVCache QuantizedModel::adapt_prefix(const KVCache& float_prefix) const {
+  KVCache out = float_prefix;
+  for (const auto& [layer, s] : value_scales_) {
+    LayerKV& kv = out.layers.at(static_cast<std::size_t>(layer));
+    // value: [B, kv_heads, P, D]; the scale is per (kv head, d).
+    const at::Tensor scale = s.to(kv.value.device(), at::kFloat).view({1, kv.value.size(1), 1, head_dim_});
+    kv.value = (kv.value.to(at::kFloat) / scale).to(kv.value.scalar_type());
+  }
+  return out;
+}
+
+std::size_t QuantizedModel::activation_quantizer_count() const { return hook_->quantizers.size(); }
+
+const Quantizer* QuantizedModel::activation_quantizer(int layer, Site site) const {
+  auto it = hook_->quantizers.find({layer, site});
+  return it == hook_->quantizers.end() ? nullptr : it->second.get();
+}
+
+void QuantizedModel::save_ranges(const std::filesystem::path& path) const {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [key, q] : hook_->quantizers)
+    for (const auto& [name, t] : q->state()) tensors.emplace_back(q->name() + "." + name, t);
+  write_safetensors(path, tensors, {{"recipe", to_json(recipe_).dump()}, {"format", "cushioncache-ranges"}});
+}
+
+void QuantizedModel::load_ranges(const std::filesystem::path& path) {
+  const SafetensorsFile file = SafetensorsFile::open(path);
+  with_context(path.string(), [&] {
+    auto recipe = file.metadata().find("recipe");
+    if (recipe == file.metadata().end() || nlohmann::json::parse(recipe->second).value("name", "") != recipe_.name)
+      throw_error(ErrorKind::kMismatch, "the ranges were not calibrated for recipe '{}'", recipe_.name);
+    std::size_t used = 0;
+    for (auto& [key, q] : hook_->quantizers) {
+      std::map<std::string, at::Tensor> state;
+      const std::string prefix = q->name() + ".";
+      for (const auto& name : file.names())
+        if (name.rfind(prefix, 0) == 0) state[name.substr(prefix.size())] = file.load(name);
+      if (q->needs_calibration() && state.empty()) throw_error(ErrorKind::kMismatch, "no ranges for {}", q->name());
+      used += state.size();
+      q->load_state(state);
+    }
+    if (used != file.names().size())
+      throw_error(ErrorKind::kMismatch, "{} tensors in the file belong to no quantizer of this model", file.names().size() - used);
+  });
+}
+
+}  // namespace cushioncache

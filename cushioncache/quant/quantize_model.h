@@ -1,0 +1,60 @@
+// Applying a recipe to a model: SmoothQuant folding (if asked), weights fake-quantized
+// once, and activation quantizers at every linear input inside the blocks (q/k/v share
+// one input; the LM head stays in full precision), plus the attention matmul inputs and
+// the KV cache when asked. Static ranges are calibrated on the calibration set, behind
+// the prefix when one is given; prefix positions are never quantized nor counted.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "cushioncache/model/causal_lm.h"
+#include "cushioncache/quant/calibration.h"
+#include "cushioncache/quant/quantizer.h"
+#include "cushioncache/quant/recipe.h"
+
+namespace cushioncache {
+
+class QuantizationHook;
+
+class QuantizedModel {
+ public:
+  // Modifies `model` in place (its weights are smoothed and quantized for good) and
+  // attaches the activation quantizers for the lifetime of this object. `calibration`
+  // is required when recipe.needs_calibration(). `float_prefix`, when given, is the
+  // prefix KV computed by the float model: calibration runs behind it, and prefix()
+  // returns it adapted to the smoothed model.
+  QuantizedModel(CausalLM& model, QuantRecipe recipe, const CalibrationSet* calibration, const KVCache* float_prefix = nullptr);
+  ~QuantizedModel();
+  QuantizedModel(const QuantizedModel&) = delete;
+  QuantizedModel& operator=(const QuantizedModel&) = delete;
+
+  const QuantRecipe& recipe() const { return recipe_; }
+
+  // The prefix to place before inputs of this model (nullptr without one). SmoothQuant
+  // divides v_proj's rows by the o_proj scales, so the cached values are divided alike;
+  // keys and everything else are unchanged.
+  const KVCache* prefix() const { return prefix_.empty() ? nullptr : &prefix_; }
+  KVCache adapt_prefix(const KVCache& float_prefix) const;
+  std::size_t activation_quantizer_count() const;
+  // The activation quantizer at (layer, site), or nullptr.
+  const Quantizer* activation_quantizer(int layer, Site site) const;
+
+  // Calibrated static ranges as safetensors ("<quantizer name>.<key>"), the recipe in the
+  // metadata; load_ranges() checks that the file belongs to the same recipe and sites.
+  void save_ranges(const std::filesystem::path& path) const;
+  void load_ranges(const std::filesystem::path& path);
+
+ private:
+  QuantRecipe recipe_;
+  std::map<int, at::Tensor> value_scales_;  // layer -> o_proj smoothing scale per value channel
+  std::int64_t head_dim_ = 0;
+  KVCache prefix_;
+  std::shared_ptr<QuantizationHook> hook_;
+  HookHandle handle_;
+};
+
+}  // namespace cushioncache

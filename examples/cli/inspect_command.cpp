@@ -1,0 +1,57 @@
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "cushioncache/analysis/inspect.h"
+#include "cushioncache/core/log.h"
+#include "cushioncache/model/identity.h"
+
+namespace cushioncache::cli {
+
+void add_inspect_command(CLI::App& app) {
+  struct Flags {
+    ModelFlags model;
+    InspectOptions options;
+    std::string out = "inspect-out", prefix_text;
+  };
+  auto flags = std::make_shared<Flags>();
+  CLI::App* cmd = app.add_subcommand("inspect", "Activation outliers and attention sinks: stats.json, CSV tables and SVG plots");
+  flags->model.add_to(*cmd, /*with_tokenizer=*/true);
+  cmd->add_option("--data", flags->options.data, "wikitext2, c4, or a text/JSONL file")->capture_default_str();
+  cmd->add_option("--samples", flags->options.samples, "windows sampled from the data")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", flags->options.seq_len, "tokens per window")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--seed", flags->options.seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--layer", flags->options.token_layer, "layer of the token-wise plot (default: the last)");
+  cmd->add_option("--first-keys", flags->options.first_keys, "key positions whose attention mass is reported")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--prefix-text", flags->prefix_text, "also inspect with the KV of BOS + this text cached in front (no text = BOS only)")
+      ->expected(0, 1);
+  cmd->add_option("--out", flags->out, "output folder")->capture_default_str();
+  cmd->callback([flags, cmd] {
+    auto model = flags->model.load_model();
+    auto tokenizer = flags->model.load_tokenizer();
+    KVCache prefix;
+    InspectOptions options = flags->options;
+    if (cmd->count("--prefix-text") > 0) {
+      prefix = compute_kv_cache(*model, tokenizer->encode(flags->prefix_text, BosPolicy::kYes));
+      options.prefix_label = fmt::format("prefix BOS + \"{}\"", flags->prefix_text);
+    }
+    const Inspection inspection = inspect_model(*model, *tokenizer, options, prefix.empty() ? nullptr : &prefix);
+    write_inspection(inspection, describe_model(*model, flags->model.model), flags->out);
+
+    std::printf("%-30s %12s %12s %12s  %s\n", "input of the last block", "top-1", "top-10%", "median", "top-1 at (sample, position, dim)");
+    auto row = [](const char* label, const ActivationReport& r) {
+      const SiteStats& s = last_block_input(r);
+      std::printf("%-30s %12.4g %12.4g %12.4g  (%lld, %lld, %lld)\n", label, s.top1, s.top10pct, s.median,
+                  static_cast<long long>(s.top1_sample), static_cast<long long>(s.top1_position), static_cast<long long>(s.top1_channel));
+    };
+    row("no prefix", inspection.without_prefix);
+    if (inspection.with_prefix) row(options.prefix_label.c_str(), *inspection.with_prefix);
+    log::info("wrote stats.json, sites.csv, attention.csv, token_max.csv and 3 SVG plots to {}", flags->out);
+  });
+}
+
+}  // namespace cushioncache::cli

@@ -1,0 +1,16 @@
+# examples/custom_quantizer registers a power-of-two quantizer, selects it from
+# configs/w8a8-pow2.yaml, and checks every scale it produced (exit 0 only if all are 2^k).
+include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
+set(MODEL "${DATA}/models/stories260K")
+cc_require_file("${MODEL}/stories260K.bin")
+cc_require_file("${DATA}/text/wikitext-2-raw/wiki.test.gptq.txt")
+if(CC_SKIPPED)
+  return()
+endif()
+set(CLI "${PROGRAM}")
+cc_run("${MODEL}/stories260K.bin" "${MODEL}/tok512.bin" "${RECIPE}")
+cc_expect_rc(0 "custom_quantizer")
+if(NOT OUT MATCHES "quantizer pow2" OR NOT OUT MATCHES "uniform [0-9.]+, pow2 [0-9.]+" OR NOT OUT MATCHES "[1-9][0-9]* scales computed by pow2, 0 not")
+  message(FATAL_ERROR "unexpected output:\n${OUT}")
+endif()
+message("${OUT}")

@@ -1,0 +1,388 @@
+// Quantizers against a float64 reference written out here element by element, the
+// straight-through gradient, calibration, recipes, SmoothQuant folding, and W8A8 on the
+// real stories260K model.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <fstream>
+
+#include "cushioncache/core/files.h"
+#include "cushioncache/io/corpus.h"
+#include "cushioncache/eval/perplexity.h"
+#include "cushioncache/model/loader.h"
+#include "cushioncache/quant/calibration.h"
+#include "cushioncache/quant/quantize_model.h"
+#include "cushioncache/quant/quantizer.h"
+#include "cushioncache/quant/recipe.h"
+#include "cushioncache/quant/smoothquant.h"
+#include "support/test_support.h"
+
+namespace cc = cushioncache;
+using cc::testing::max_abs_diff;
+
+namespace {
+
+// The reference: quantize-dequantize one group of values (float64), range widened to 0,
+// round half to even, clamp.
+std::vector<double> reference_group(const std::vector<double>& v, int bits, bool symmetric, double lo, double hi) {
+  lo = std::min(lo, 0.0);
+  hi = std::max(hi, 0.0);
+  double scale, zero;
+  long qmin, qmax;
+  if (symmetric) {
+    qmin = -(1L << (bits - 1));
+    qmax = (1L << (bits - 1)) - 1;
+    scale = std::max(std::max(-lo, hi) / static_cast<double>(qmax), 1e-10);
+    zero = 0;
+  } else {
+    qmin = 0;
+    qmax = (1L << bits) - 1;
+    scale = std::max((hi - lo) / static_cast<double>(qmax), 1e-10);
+    zero = std::min<double>(qmax, std::max<double>(qmin, std::nearbyint(-lo / scale)));
+  }
+  std::vector<double> out;
+  for (double x : v) {
+    const double q = std::min<double>(qmax, std::max<double>(qmin, std::nearbyint(x / scale) + zero));
+    out.push_back((q - zero) * scale);
+  }
+  return out;
+}
+
+// Reference for a [B, T, C] activation (dynamic ranges) or a [out, in] weight.
+at::Tensor reference(const at::Tensor& x, const cc::QuantSpec& spec) {
+  at::Tensor d = x.to(at::kDouble).contiguous();
+  at::Tensor out = at::empty_like(d);
+  const double* in = d.data_ptr<double>();
+  double* res = out.data_ptr<double>();
+  const std::int64_t C = d.size(-1), rows = d.numel() / C;
+  auto run = [&](const std::vector<std::int64_t>& idx) {
+    std::vector<double> v;
+    double lo = INFINITY, hi = -INFINITY;
+    for (auto i : idx) {
+      v.push_back(in[i]);
+      lo = std::min(lo, in[i]);
+      hi = std::max(hi, in[i]);
+    }
+    const auto q = reference_group(v, spec.bits, spec.symmetric, lo, hi);
+    for (std::size_t k = 0; k < idx.size(); ++k) res[idx[k]] = q[k];
+  };
+  const bool weight = spec.role == cc::QuantRole::kWeight;
+  switch (spec.granularity) {
+    case cc::Granularity::kPerTensor: {
+      // Weights: the whole matrix; activations: each sequence (batch row) separately.
+      const std::int64_t seqs = weight ? 1 : d.size(0), per = d.numel() / seqs;
+      for (std::int64_t b = 0; b < seqs; ++b) {
+        std::vector<std::int64_t> idx;
+        for (std::int64_t i = 0; i < per; ++i) idx.push_back(b * per + i);
+        run(idx);
+      }
+      break;
+    }
+    case cc::Granularity::kPerToken:
+    case cc::Granularity::kPerChannel:
+      if (weight || spec.granularity == cc::Granularity::kPerToken) {  // rows: weight output channels / tokens
+        for (std::int64_t r = 0; r < rows; ++r) {
+          std::vector<std::int64_t> idx;
+          for (std::int64_t c = 0; c < C; ++c) idx.push_back(r * C + c);
+          run(idx);
+        }
+      } else {  // activation channels, per sequence
+        const std::int64_t T = d.size(1);
+        for (std::int64_t b = 0; b < d.size(0); ++b)
+          for (std::int64_t c = 0; c < C; ++c) {
+            std::vector<std::int64_t> idx;
+            for (std::int64_t t = 0; t < T; ++t) idx.push_back((b * T + t) * C + c);
+            run(idx);
+          }
+      }
+      break;
+    case cc::Granularity::kPerGroup:
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t g = 0; g < C / spec.group_size; ++g) {
+          std::vector<std::int64_t> idx;
+          for (std::int64_t k = 0; k < spec.group_size; ++k) idx.push_back(r * C + g * spec.group_size + k);
+          run(idx);
+        }
+      break;
+  }
+  return out;
+}
+
+at::Tensor random(std::vector<std::int64_t> shape, std::uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  return at::randn(shape, gen, at::kFloat) * 3.0;
+}
+
+}  // namespace
+
+TEST_CASE("quantize-dequantize equals a float64 reference for every granularity", "[quant]") {
+  for (const char* base : {"a{}-per-tensor-dynamic", "a{}-per-token-dynamic", "a{}-per-channel-dynamic", "a{}-per-group8-dynamic",
+                           "w{}-per-tensor", "w{}-per-channel", "w{}-per-group8"})
+    for (int bits : {4, 8})
+      for (const char* sym : {"-sym", "-asym"}) {
+        const std::string text = fmt::format(base, bits) + sym;
+        const cc::QuantRole role = text[0] == 'w' ? cc::QuantRole::kWeight : cc::QuantRole::kActivation;
+        DYNAMIC_SECTION(text) {
+          const cc::QuantSpec spec = cc::parse_quant_spec(text, role);
+          CHECK(cc::parse_quant_spec(spec.to_string(), role).to_string() == spec.to_string());
+          at::Tensor x = role == cc::QuantRole::kWeight ? random({24, 32}, 1) : random({2, 5, 32}, 2);
+          cc::UniformQuantizer q(spec, "test");
+          at::Tensor got = q.quantize(x, at::Tensor());
+          CHECK(max_abs_diff(got, reference(x, spec)) < 1e-5);
+          // The quantized values lie on at most 2^bits levels per group.
+          CHECK(got.sizes() == x.sizes());
+        }
+      }
+}
+
+TEST_CASE("rounding is half to even and the range edges are exact", "[quant]") {
+  // Symmetric 8-bit over [-127, 127]: scale is exactly 1, so x / scale hits .5 ties.
+  at::Tensor x = at::tensor({127.0, -127.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, 0.0}, at::kFloat).view({1, 1, -1});
+  cc::UniformQuantizer q(cc::parse_quant_spec("a8-per-tensor-dynamic-sym", cc::QuantRole::kActivation), "ties");
+  at::Tensor got = q.quantize(x, at::Tensor()).view({-1});
+  const std::vector<double> expected = {127, -127, 0, 2, 2, -0.0, -2, -2, 126, 0};
+  for (std::size_t i = 0; i < expected.size(); ++i) CHECK(got[static_cast<std::int64_t>(i)].item<double>() == expected[i]);
+  // Asymmetric 4-bit over [0, 15]: 16 levels, both ends exact.
+  at::Tensor y = at::arange(0, 16, at::kFloat).view({1, 1, -1});
+  cc::UniformQuantizer a(cc::parse_quant_spec("a4-per-tensor-dynamic-asym", cc::QuantRole::kActivation), "edges");
+  CHECK(max_abs_diff(a.quantize(y, at::Tensor()), y) < 1e-6);
+}
+
+TEST_CASE("the straight-through gradient passes inside the range and stops outside", "[quant]") {
+  // Static range calibrated on [-1, 1]; later inputs reach beyond it and are clamped.
+  cc::UniformQuantizer q(cc::parse_quant_spec("a8-per-tensor-static-sym", cc::QuantRole::kActivation), "ste");
+  q.observe(at::tensor({-1.0, 1.0}, at::kFloat).view({1, 1, 2}), at::Tensor());
+  q.freeze();
+  at::Tensor x = at::tensor({-3.0, -1.0, -0.3, 0.0, 0.7, 1.0, 1.01, 5.0}, at::kFloat).view({1, 1, -1}).requires_grad_(true);
+  at::Tensor y = q.quantize(x, at::Tensor());
+  (y * at::arange(1, 9, at::kFloat).view({1, 1, -1})).sum().backward();
+  // Inside when round(x / scale) stays within [-128, 127]: scale = 1/127, so 1.01 -> 128 is out.
+  const std::vector<double> mask = {0, 1, 1, 1, 1, 1, 0, 0};
+  for (std::int64_t i = 0; i < 8; ++i) CHECK(x.grad().view({-1})[i].item<double>() == mask[static_cast<std::size_t>(i)] * (i + 1));
+  CHECK(y.view({-1})[0].item<double>() == Approx(-128.0 / 127));  // clamped to the lowest level
+}
+
+TEST_CASE("static calibration: estimators, and prefix and padding tokens left out", "[quant]") {
+  auto spec = [](const char* s) { return cc::parse_quant_spec(s, cc::QuantRole::kActivation); };
+  at::Tensor a = at::tensor({-2.0, 1.0, 0.5}, at::kFloat).view({1, 3, 1});
+  at::Tensor b = at::tensor({-1.0, 4.0, 0.0}, at::kFloat).view({1, 3, 1});
+  SECTION("min-max and EMA") {
+    cc::UniformQuantizer minmax(spec("a8-per-tensor-static-asym-minmax"), "m");
+    minmax.observe(a, at::Tensor());
+    minmax.observe(b, at::Tensor());
+    auto state = minmax.state();
+    CHECK(state.at("min").item<double>() == -2.0);
+    CHECK(state.at("max").item<double>() == 4.0);
+    cc::UniformQuantizer ema(spec("a8-per-tensor-static-asym-ema0.75"), "e");
+    ema.observe(a, at::Tensor());
+    ema.observe(b, at::Tensor());
+    CHECK(ema.state().at("min").item<double>() == Approx(0.75 * -2.0 + 0.25 * -1.0));
+    CHECK(ema.state().at("max").item<double>() == Approx(0.75 * 1.0 + 0.25 * 4.0));
+  }
+  SECTION("percentile") {
+    cc::UniformQuantizer pct(spec("a8-per-tensor-static-sym-pct90"), "p");
+    at::Tensor values = at::arange(1, 101, at::kFloat).view({1, 100, 1});  // 1..100
+    pct.observe(values, at::Tensor());
+    CHECK(pct.state().at("max").item<double>() == 90.0);  // the 90th of 100 sorted values
+    CHECK(pct.state().at("min").item<double>() == 10.0);
+  }
+  SECTION("per-channel static ranges") {
+    cc::UniformQuantizer ch(spec("a8-per-channel-static-asym"), "c");
+    ch.observe(at::tensor({1.0, -5.0, 3.0, 2.0}, at::kFloat).view({1, 2, 2}), at::Tensor());
+    CHECK(at::equal(ch.state().at("min"), at::tensor({1.0, -5.0}, at::kFloat)));
+    CHECK(at::equal(ch.state().at("max"), at::tensor({3.0, 2.0}, at::kFloat)));
+  }
+  SECTION("masked tokens neither widen the range nor get quantized") {
+    cc::UniformQuantizer q(spec("a8-per-tensor-static-asym"), "masked");
+    at::Tensor x = at::tensor({1000.0, 1.0, -1.0, 0.25}, at::kFloat).view({1, 4, 1});
+    at::Tensor mask = at::tensor({0, 1, 1, 1}, at::kLong).to(at::kBool).view({1, 4});  // position 0: the prefix
+    q.observe(x, mask);
+    q.freeze();
+    CHECK(q.state().at("max").item<double>() == 1.0);
+    at::Tensor y = q.quantize(x, mask);
+    CHECK(y.view({-1})[0].item<double>() == 1000.0);  // passed through in full precision
+    CHECK(std::abs(y.view({-1})[3].item<double>() - 0.25) < 2.0 / 255);
+  }
+  SECTION("NaN during calibration is an error") {
+    cc::UniformQuantizer q(spec("a8-per-tensor-static-asym"), "layers.2.down_proj_input");
+    cc::testing::expect_error([&] { q.observe(at::tensor({NAN, 1.0}, at::kFloat).view({1, 2, 1}), at::Tensor()); },
+                              cc::ErrorKind::kNumerical, {"layers.2.down_proj_input", "NaN"});
+    cc::testing::expect_error([&] { q.quantize(a, at::Tensor()); }, cc::ErrorKind::kInvalidArgument, {"before calibration"});
+  }
+}
+
+TEST_CASE("quantization specs and recipes are checked, by name and line", "[quant][errors]") {
+  using K = cc::ErrorKind;
+  const auto act = cc::QuantRole::kActivation;
+  CHECK(cc::parse_quant_spec("a8-per-tensor-static-asym", act).to_string() == "a8-per-tensor-static-asym-minmax");
+  CHECK(cc::parse_quant_spec("w4-per-group128", cc::QuantRole::kWeight).to_string() == "w4-per-group128-sym");
+  CHECK_FALSE(cc::parse_quant_spec("off", act).enabled());
+  cc::testing::expect_error([&] { cc::parse_quant_spec("a8-per-tensr", act); }, K::kInvalidConfig, {"per-tensr"});
+  cc::testing::expect_error([&] { cc::parse_quant_spec("a9-per-tensor", act); }, K::kInvalidConfig, {"bits = 9"});
+  cc::testing::expect_error([&] { cc::parse_quant_spec("a8-per-token-static", act); }, K::kInvalidConfig, {"per-token", "dynamic"});
+  cc::testing::expect_error([&] { cc::parse_quant_spec("a8-per-tensor-fast", act); }, K::kInvalidConfig, {"unknown part 'fast'"});
+  cc::testing::expect_error([&] { cc::parse_quant_spec("w8-per-channel-static", cc::QuantRole::kWeight); }, K::kInvalidConfig,
+                            {"weights are quantized once"});
+
+  CHECK(cc::preset_names().size() == 6);
+  CHECK(cc::load_recipe("sq-o1").smoothquant.has_value());
+  CHECK(cc::load_recipe("w8a8-per-tensor-static").needs_calibration());
+  CHECK_FALSE(cc::load_recipe("w8a8-per-token-dynamic").needs_calibration());
+  cc::testing::expect_error([] { cc::load_recipe("w8a8"); }, K::kInvalidArgument, {"w8a8", "sq-o3"});
+
+  cc::testing::TempDir dir;
+  auto yaml = [&](const std::string& text) {
+    std::ofstream(dir / "r.yaml") << text;
+    return (dir / "r.yaml").string();
+  };
+  const cc::QuantRecipe r = cc::load_recipe(yaml(
+      "name: mine\n"
+      "weights: w4-per-group64-sym\n"
+      "activations: {bits: 8, granularity: per-channel, mode: static, symmetric: false, estimator: percentile, percentile: 99.9}\n"
+      "smoothquant: {alpha: 0.5, sites: [attn_input, mlp_input]}\n"
+      "kv_cache: true\n"
+      "calibration: {data: wikitext2, samples: 4, seq_len: 64}\n"));
+  CHECK(r.name == "mine");
+  CHECK(r.weights.to_string() == "w4-per-group64-sym");
+  CHECK(r.activations.to_string() == "a8-per-channel-static-asym-pct99.9");
+  CHECK(r.smoothquant->sites.size() == 2);
+  CHECK(r.kv_cache);
+  CHECK(r.calibration.samples == 4);
+  cc::testing::expect_error([&] { cc::load_recipe(yaml("weights: w8-per-channel\nactivatons: a8-per-token\n")); }, K::kInvalidConfig,
+                            {"r.yaml:2", "unknown key 'activatons'"});
+  cc::testing::expect_error([&] { cc::load_recipe(yaml("activations: {bits: eight}\n")); }, K::kInvalidConfig,
+                            {"r.yaml:1", "activations.bits", "integer"});
+  cc::testing::expect_error([&] { cc::load_recipe(yaml("smoothquant: {alpha: 1.5}\n")); }, K::kInvalidConfig, {"alpha = 1.5"});
+  cc::testing::expect_error([&] { cc::load_recipe(yaml("quantizer: fancy\nactivations: a8-per-token\n")); }, K::kInvalidConfig,
+                            {"quantizer 'fancy'", "uniform"});
+  cc::testing::expect_error([&] { cc::load_recipe(yaml("activations: [1, 2\n")); }, K::kInvalidConfig, {"r.yaml", "invalid YAML"});
+}
+
+TEST_CASE("SmoothQuant folding leaves the float model's function unchanged", "[quant][smoothquant]") {
+  // The tiny model has grouped-query attention: the o_proj scales must be shared per
+  // value head for the fold through v_proj to be exact.
+  auto weights = cc::testing::random_weights(cc::testing::tiny_llama_config(false), 21);
+  auto model = cc::build_model(weights);
+  at::Generator gen = at::detail::createCPUGenerator(3);
+  cc::CalibrationSet calibration;
+  for (int i = 0; i < 4; ++i) {
+    at::Tensor t = at::randint(97, {24}, gen, at::kLong);
+    calibration.sequences.emplace_back(t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + 24);
+  }
+  const at::Tensor ids = at::randint(97, {2, 16}, gen, at::kLong);
+  const at::Tensor before = model->forward(ids).logits;
+  const auto absmax = cc::collect_channel_absmax(*model, calibration, nullptr, cc::SmoothQuantOptions{}.sites);
+  CHECK(absmax.size() == 2 * 4);
+  const auto scales = cc::apply_smoothquant(*model, absmax, 0.8);
+  const at::Tensor after = model->forward(ids).logits;
+  CHECK(max_abs_diff(after, before) / before.abs().max().item<double>() < 1e-4);
+  // The scales really moved something: the norm gains changed.
+  bool changed = false;
+  for (auto& [name, t] : model->named_weights())
+    if (name == "model.layers.0.input_layernorm.weight") changed = !at::allclose(*t, weights.tensors.at(name));
+  CHECK(changed);
+  // o_proj input channels sharing a value head share their scale.
+  const at::Tensor s = scales.at({1, cc::Site::kOProjInput}).view({4, 8});  // [heads, head_dim]
+  CHECK(at::equal(s[0], s[1]));
+  CHECK(at::equal(s[2], s[3]));
+}
+
+namespace {
+struct Stories {
+  std::filesystem::path bin, tok;
+};
+std::optional<Stories> stories_files() {
+  auto bin = cc::testing::data_file("models/stories260K/stories260K.bin");
+  auto tok = cc::testing::data_file("models/stories260K/tok512.bin");
+  if (!bin || !tok || !cc::testing::data_file("text/c4/c4_validation_2k.jsonl") ||
+      !cc::testing::data_file("text/wikitext-2-raw/wiki.test.gptq.txt"))
+    return std::nullopt;
+  return Stories{*bin, *tok};
+}
+
+double wikitext_ppl(cc::CausalLM& model, const std::vector<std::int64_t>& tokens) {
+  cc::PerplexityOptions options;
+  options.seq_len = 512;
+  options.max_windows = 24;
+  return cc::evaluate_perplexity(model, tokens, options).perplexity;
+}
+}  // namespace
+
+TEST_CASE("W8A8 on stories260K: per-token dynamic stays within 1% of float", "[quant][slow]") {
+  auto files = stories_files();
+  if (!files) return;
+  auto tokenizer = cc::load_tokenizer(files->tok);
+  const auto tokens = tokenizer->encode(cc::load_corpus("wikitext2").text, cc::BosPolicy::kAuto);
+  auto float_model = cc::load_model(files->bin);
+  const double float_ppl = wikitext_ppl(*float_model, tokens);
+
+  auto model = cc::load_model(files->bin);
+  cc::QuantizedModel quantized(*model, cc::load_recipe("w8a8-per-token-dynamic"), nullptr);
+  CHECK(quantized.activation_quantizer_count() == 5 * 4);
+  const double ppl = wikitext_ppl(*model, tokens);
+  CHECK(std::abs(ppl - float_ppl) / float_ppl < 0.01);
+  CHECK(ppl != float_ppl);  // it did quantize
+}
+
+TEST_CASE("static ranges calibrate on real data, save and load", "[quant]") {
+  auto files = stories_files();
+  if (!files) return;
+  auto tokenizer = cc::load_tokenizer(files->tok);
+  cc::QuantRecipe recipe = cc::load_recipe("sq-o3");
+  recipe.calibration.samples = 8;
+  recipe.calibration.seq_len = 128;
+  const cc::CalibrationSet calibration = cc::build_calibration_set(*tokenizer, recipe.calibration, 512, cc::BosPolicy::kAuto);
+  REQUIRE(calibration.sequences.size() == 8);
+  CHECK(calibration.sequences[0].size() == 128);
+  CHECK(calibration.sequences[0][0] == 1);  // BOS first
+  // Same seed, same windows.
+  CHECK(cc::build_calibration_set(*tokenizer, recipe.calibration, 512, cc::BosPolicy::kAuto).sequences == calibration.sequences);
+
+  cc::testing::TempDir dir;
+  const at::Tensor ids = at::tensor(tokenizer->encode("Once upon a time there was a cat.", cc::BosPolicy::kYes), at::kLong).unsqueeze(0);
+  at::Tensor first;
+  {
+    auto model = cc::load_model(files->bin);
+    cc::QuantizedModel q(*model, recipe, &calibration);
+    const cc::Quantizer* down = q.activation_quantizer(4, cc::Site::kDownProjInput);
+    REQUIRE(down != nullptr);
+    CHECK(down->state().at("max").item<double>() > 0);
+    q.save_ranges(dir / "ranges.safetensors");
+    first = model->forward(ids).logits;
+  }
+  // A fresh model: SmoothQuant needs the same calibration, then the saved ranges apply.
+  auto model = cc::load_model(files->bin);
+  cc::QuantRecipe dynamic_copy = recipe;
+  cc::QuantizedModel q(*model, recipe, &calibration);
+  q.load_ranges(dir / "ranges.safetensors");
+  CHECK(max_abs_diff(model->forward(ids).logits, first) < 1e-5);
+  recipe.name = "other";
+  auto other_model = cc::load_model(files->bin);
+  cc::QuantizedModel other(*other_model, recipe, &calibration);
+  cc::testing::expect_error([&] { other.load_ranges(dir / "ranges.safetensors"); }, cc::ErrorKind::kMismatch, {"ranges.safetensors", "'other'"});
+}
+
+TEST_CASE("a registered quantizer is selected by recipe", "[quant]") {
+  struct Halving : cc::UniformQuantizer {
+    using UniformQuantizer::UniformQuantizer;
+    cc::QuantParams make_params(const at::Tensor& lo, const at::Tensor& hi) const override {
+      cc::QuantParams p = UniformQuantizer::make_params(lo, hi);
+      p.scale = p.scale * 2;  // deliberately coarse, so the effect is visible
+      return p;
+    }
+  };
+  cc::register_quantizer("halving", [](const cc::QuantSpec& spec, const std::string& name) {
+    return std::make_unique<Halving>(spec, name);
+  });
+  auto kinds = cc::quantizer_kinds();
+  CHECK(std::find(kinds.begin(), kinds.end(), "halving") != kinds.end());
+  auto model = cc::build_model(cc::testing::random_weights(cc::testing::tiny_llama_config(false), 5));
+  cc::QuantRecipe recipe = cc::load_recipe("w8a8-per-token-dynamic");
+  recipe.quantizer = "halving";
+  cc::QuantizedModel q(*model, recipe, nullptr);
+  at::Tensor x = at::tensor({0.0, 1.0, 3.0}, at::kFloat).view({1, 1, 3});
+  // Asymmetric 8-bit over [0, 3] has scale 3/255; doubled, 1.0 lands on a multiple of 6/255.
+  at::Tensor y = const_cast<cc::Quantizer*>(q.activation_quantizer(0, cc::Site::kAttnInput))->quantize(x, at::Tensor());
+  CHECK(y.view({-1})[1].item<double>() == Approx(std::nearbyint(1.0 / (6.0 / 255)) * 6.0 / 255));
+}
