@@ -56,8 +56,17 @@ inline double median_seconds(int reps, const c10::Device& device, const std::fun
   return times[times.size() / 2];
 }
 
-// One LLaMA-7B block (hidden 4096, 32 heads, MLP 11008) with random weights; the
-// embedding and head are tiny, since only run_block() is timed.
+// A LLaMA-architecture model with random weights (N(0, 0.02), norms at 1): the shapes and
+// the arithmetic of a real checkpoint, for timing.
+inline std::unique_ptr<LlamaModel> random_llama(const ModelConfig& config, const c10::Device& device, c10::ScalarType dtype) {
+  const auto opts = at::TensorOptions().dtype(dtype).device(device);
+  return std::make_unique<LlamaModel>(config, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
+    return name.find("norm") != std::string::npos ? at::ones(shape, opts) : at::randn(shape, opts) * 0.02;
+  });
+}
+
+// One LLaMA-7B block (hidden 4096, 32 heads, MLP 11008); the embedding and head are tiny,
+// since only run_block() is timed.
 inline std::unique_ptr<LlamaModel> llama7b_block(const c10::Device& device, c10::ScalarType dtype) {
   ModelConfig c;
   c.vocab_size = 256;
@@ -69,10 +78,7 @@ inline std::unique_ptr<LlamaModel> llama7b_block(const c10::Device& device, c10:
   c.head_dim = 128;
   c.max_position_embeddings = 4096;
   c.rms_norm_eps = 1e-5;
-  const auto opts = at::TensorOptions().dtype(dtype).device(device);
-  return std::make_unique<LlamaModel>(c, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
-    return name.find("norm") != std::string::npos ? at::ones(shape, opts) : at::randn(shape, opts) * 0.02;
-  });
+  return random_llama(c, device, dtype);
 }
 
 }  // namespace cushioncache::bench

@@ -11,6 +11,7 @@
 #include <c10/core/GradMode.h>
 
 #include "bench_common.h"
+#include "cushioncache/core/allocator.h"
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
 #include "cushioncache/core/tensor_options.h"
@@ -19,6 +20,7 @@
 namespace cc = cushioncache;
 
 int main(int argc, char** argv) {
+  cc::reuse_freed_host_memory();  // as the CLI does: measure what users run
   CLI::App app{"Fake-quantization overhead on a LLaMA-7B-shaped block"};
   cc::bench::BlockFlags flags;
   flags.add_to(app);

@@ -47,12 +47,9 @@ struct Fixture {
   std::unique_ptr<cc::Tokenizer> tokenizer;
 };
 std::optional<Fixture> fixture() {
-  auto bin = cc::testing::data_file("models/stories260K/stories260K.bin");
-  auto tok = cc::testing::data_file("models/stories260K/tok512.bin");
-  if (!bin || !tok || !cc::testing::data_file("text/wikitext-2-raw/wiki.test.gptq.txt") ||
-      !cc::testing::data_file("text/c4/c4_validation_2k.jsonl"))
-    return std::nullopt;
-  return Fixture{*bin, cc::load_tokenizer(*tok)};
+  auto files = cc::testing::stories_files({"text/wikitext-2-raw/wiki.test.gptq.txt", "text/c4/c4_validation_2k.jsonl"});
+  if (!files) return std::nullopt;
+  return Fixture{files->bin, cc::load_tokenizer(files->tokenizer)};
 }
 
 }  // namespace

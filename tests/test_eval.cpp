@@ -23,17 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Stories {
-  std::unique_ptr<cc::CausalLM> model;
-  std::unique_ptr<cc::Tokenizer> tokenizer;
-};
-
-std::optional<Stories> stories() {
-  auto bin = cc::testing::data_file("models/stories260K/stories260K.bin");
-  auto tok = cc::testing::data_file("models/stories260K/tok512.bin");
-  if (!bin || !tok) return std::nullopt;
-  return Stories{cc::load_model(*bin), cc::load_tokenizer(*tok)};
-}
+std::optional<cc::testing::StoriesModel> stories() { return cc::testing::load_stories(); }
 
 // log p(continuation | prefix, context), the harness's way, one forward pass, float64.
 std::pair<double, bool> by_hand(cc::CausalLM& model, const cc::Tokenizer& tok, const std::string& context,
@@ -68,7 +58,7 @@ void write(const fs::path& path, const std::string& text) { std::ofstream(path) 
 
 // Checks the first item's requests and that the evaluator's scores (batched) equal the
 // hand computation for the first `items` items.
-void check_scores(Stories& s, const cc::Task& task, std::size_t items, const std::vector<std::int64_t>& prefix = {}) {
+void check_scores(cc::testing::StoriesModel& s, const cc::Task& task, std::size_t items, const std::vector<std::int64_t>& prefix = {}) {
   cc::KVCache prefix_kv;
   cc::ZeroShotOptions options;
   options.batch_size = 3;  // forces padding and reordering

@@ -12,12 +12,11 @@
 namespace cc = cushioncache;
 
 TEST_CASE("greedy generation reproduces llama2.c and streams whole characters", "[generate]") {
-  auto bin = cc::testing::data_file("models/stories260K/stories260K.bin");
-  auto tok_path = cc::testing::data_file("models/stories260K/tok512.bin");
-  auto golden = cc::testing::data_file("models/stories260K/golden_greedy_200.txt");
-  if (!bin || !tok_path || !golden) return;
-  auto model = cc::load_model(*bin);
-  auto tok = cc::load_tokenizer(*tok_path);
+  auto stories = cc::testing::load_stories({"models/stories260K/golden_greedy_200.txt"});
+  if (!stories) return;
+  const auto golden = cc::testing::data_file("models/stories260K/golden_greedy_200.txt");
+  auto& model = stories->model;
+  auto& tok = stories->tokenizer;
   cc::GenerateOptions options;
   options.temperature = 0;
   options.steps = 200;
@@ -38,11 +37,10 @@ TEST_CASE("greedy generation reproduces llama2.c and streams whole characters", 
 }
 
 TEST_CASE("sampling is reproducible from its seed", "[generate]") {
-  auto bin = cc::testing::data_file("models/stories260K/stories260K.bin");
-  auto tok_path = cc::testing::data_file("models/stories260K/tok512.bin");
-  if (!bin || !tok_path) return;
-  auto model = cc::load_model(*bin);
-  auto tok = cc::load_tokenizer(*tok_path);
+  auto stories = cc::testing::load_stories();
+  if (!stories) return;
+  auto& model = stories->model;
+  auto& tok = stories->tokenizer;
   cc::GenerateOptions options;
   options.temperature = 1.0;
   options.top_p = 0.9;

@@ -289,16 +289,8 @@ TEST_CASE("SmoothQuant folding leaves the float model's function unchanged", "[q
 }
 
 namespace {
-struct Stories {
-  std::filesystem::path bin, tok;
-};
-std::optional<Stories> stories_files() {
-  auto bin = cc::testing::data_file("models/stories260K/stories260K.bin");
-  auto tok = cc::testing::data_file("models/stories260K/tok512.bin");
-  if (!bin || !tok || !cc::testing::data_file("text/c4/c4_validation_2k.jsonl") ||
-      !cc::testing::data_file("text/wikitext-2-raw/wiki.test.gptq.txt"))
-    return std::nullopt;
-  return Stories{*bin, *tok};
+std::optional<cc::testing::StoriesFiles> stories_files() {
+  return cc::testing::stories_files({"text/c4/c4_validation_2k.jsonl", "text/wikitext-2-raw/wiki.test.gptq.txt"});
 }
 
 double wikitext_ppl(cc::CausalLM& model, const std::vector<std::int64_t>& tokens) {
@@ -312,7 +304,7 @@ double wikitext_ppl(cc::CausalLM& model, const std::vector<std::int64_t>& tokens
 TEST_CASE("W8A8 on stories260K: per-token dynamic stays within 1% of float", "[quant][slow]") {
   auto files = stories_files();
   if (!files) return;
-  auto tokenizer = cc::load_tokenizer(files->tok);
+  auto tokenizer = cc::load_tokenizer(files->tokenizer);
   const auto tokens = tokenizer->encode(cc::load_corpus("wikitext2").text, cc::BosPolicy::kAuto);
   auto float_model = cc::load_model(files->bin);
   const double float_ppl = wikitext_ppl(*float_model, tokens);
@@ -325,10 +317,10 @@ TEST_CASE("W8A8 on stories260K: per-token dynamic stays within 1% of float", "[q
   CHECK(ppl != float_ppl);  // it did quantize
 }
 
-TEST_CASE("static ranges calibrate on real data, save and load", "[quant]") {
+TEST_CASE("static ranges calibrate on real data and restore exactly", "[quant]") {
   auto files = stories_files();
   if (!files) return;
-  auto tokenizer = cc::load_tokenizer(files->tok);
+  auto tokenizer = cc::load_tokenizer(files->tokenizer);
   cc::QuantRecipe recipe = cc::load_recipe("sq-o3");
   recipe.calibration.samples = 8;
   recipe.calibration.seq_len = 128;
@@ -339,8 +331,8 @@ TEST_CASE("static ranges calibrate on real data, save and load", "[quant]") {
   // Same seed, same windows.
   CHECK(cc::build_calibration_set(*tokenizer, recipe.calibration, 512, cc::BosPolicy::kAuto).sequences == calibration.sequences);
 
-  cc::testing::TempDir dir;
   const at::Tensor ids = at::tensor(tokenizer->encode("Once upon a time there was a cat.", cc::BosPolicy::kYes), at::kLong).unsqueeze(0);
+  std::map<std::string, at::Tensor> ranges;
   at::Tensor first;
   {
     auto model = cc::load_model(files->bin);
@@ -348,19 +340,19 @@ TEST_CASE("static ranges calibrate on real data, save and load", "[quant]") {
     const cc::Quantizer* down = q.activation_quantizer(4, cc::Site::kDownProjInput);
     REQUIRE(down != nullptr);
     CHECK(down->state().at("max").item<double>() > 0);
-    q.save_ranges(dir / "ranges.safetensors");
+    ranges = q.ranges();
+    CHECK(ranges.size() == 5 * 4 * 2);
+    CHECK(ranges.count("layers.4.down_proj_input.max") == 1);
     first = model->forward(ids).logits;
   }
-  // A fresh model: SmoothQuant needs the same calibration, then the saved ranges apply.
+  // A fresh model with the saved ranges instead of a static calibration.
   auto model = cc::load_model(files->bin);
-  cc::QuantRecipe dynamic_copy = recipe;
-  cc::QuantizedModel q(*model, recipe, &calibration);
-  q.load_ranges(dir / "ranges.safetensors");
+  cc::QuantizedModel q(*model, recipe, &calibration, nullptr, &ranges);
   CHECK(max_abs_diff(model->forward(ids).logits, first) < 1e-5);
-  recipe.name = "other";
-  auto other_model = cc::load_model(files->bin);
-  cc::QuantizedModel other(*other_model, recipe, &calibration);
-  cc::testing::expect_error([&] { other.load_ranges(dir / "ranges.safetensors"); }, cc::ErrorKind::kMismatch, {"ranges.safetensors", "'other'"});
+  ranges.erase("layers.2.attn_input.min");
+  auto other = cc::load_model(files->bin);
+  cc::testing::expect_error([&] { cc::QuantizedModel bad(*other, recipe, &calibration, nullptr, &ranges); }, cc::ErrorKind::kMismatch,
+                            {"layers.2.attn_input", "min"});
 }
 
 TEST_CASE("a registered quantizer is selected by recipe", "[quant]") {

@@ -39,7 +39,8 @@ void CausalLM::remove_hook(std::uint64_t id) {
 
 at::Tensor CausalLM::at_site(int layer, Site site, at::Tensor x, const ForwardState& state) const {
   if (hooks_.empty()) return x;
-  SiteContext context{layer, site, state.text_mask, state.prefix_tokens, state.all_text};
+  SiteContext context{layer,           site,           state.text_mask,   state.prefix_tokens,
+                      state.all_text, state.input_ids, state.past_tokens, state.past_length};
   for (const auto& [id, hook] : hooks_) {
     at::Tensor replaced = hook->on_activation(context, x);
     if (!replaced.defined() || replaced.sizes() != x.sizes())
@@ -119,9 +120,35 @@ ForwardState CausalLM::prepare(const at::Tensor& input_ids, const ForwardOptions
   s.attn_bias = at::zeros(allowed.sizes(), at::TensorOptions().dtype(at::kFloat).device(dev))
                     .masked_fill_(allowed.logical_not(), std::numeric_limits<float>::lowest());
 
+  s.input_ids = input_ids.to(dev, at::kLong);
+  if (s.past != nullptr && s.past->tokens.defined()) s.past_tokens = s.past->tokens.to(dev, at::kLong);
   s.collect_cache = options.return_cache;
-  if (s.collect_cache) s.cache.layers.resize(static_cast<std::size_t>(config_.num_layers));
+  if (s.collect_cache) {
+    s.cache.layers.resize(static_cast<std::size_t>(config_.num_layers));
+    // The new cache remembers its tokens when the past's are known (or there is no past).
+    if (s.past == nullptr) s.cache.tokens = s.input_ids;
+    else if (s.past_tokens.defined()) s.cache.tokens = at::cat({s.past_tokens.expand({s.batch, s.past_length}), s.input_ids}, 1);
+  }
   prepare_positions(s);
+  return s;
+}
+
+ForwardState CausalLM::select_rows(const ForwardState& state, const at::Tensor& rows) const {
+  if (state.collect_cache) throw_error(ErrorKind::kInvalidArgument, "select_rows cannot follow a forward that collects its cache");
+  if (state.past != nullptr && state.past->batch_size() != 1)
+    throw_error(ErrorKind::kInvalidArgument, "select_rows needs a past of batch 1, not {}", state.past->batch_size());
+  const at::Tensor index = rows.to(state.positions.device(), at::kLong);
+  auto pick = [&](const at::Tensor& t) { return !t.defined() || t.size(0) == 1 ? t : t.index_select(0, index); };
+  ForwardState s = state;
+  s.batch = index.size(0);
+  s.positions = state.positions.index_select(0, index);
+  s.attn_bias = pick(state.attn_bias);
+  s.key_valid = pick(state.key_valid);
+  s.text_mask = state.text_mask.index_select(0, index);
+  s.rope_cos = pick(state.rope_cos);
+  s.rope_sin = pick(state.rope_sin);
+  s.input_ids = state.input_ids.index_select(0, index);
+  s.past_tokens = pick(state.past_tokens);
   return s;
 }
 

@@ -51,6 +51,8 @@ struct ForwardState {
   bool collect_cache = false;
   KVCache cache;                  // filled block by block when collect_cache
   at::Tensor rope_cos, rope_sin;  // [B, 1, T, head_dim], for families with rotary positions
+  at::Tensor input_ids;           // [B, T] on the model's device
+  at::Tensor past_tokens;         // [B or 1, S_past] or undefined (see SiteContext)
 };
 
 // A linear layer with its Hugging Face name and the site that feeds it.
@@ -87,6 +89,8 @@ class HookHandle {
   HookHandle& operator=(const HookHandle&) = delete;
   ~HookHandle() { remove(); }
   void remove();
+  // Leaves the hook on the model for the model's lifetime.
+  void release() { model_ = nullptr; }
 
  private:
   CausalLM* model_ = nullptr;
@@ -110,6 +114,9 @@ class CausalLM {
   // The stages. prepare() validates the inputs (ids in range, shapes of the mask and
   // cache) and builds positions and masks.
   ForwardState prepare(const at::Tensor& input_ids, const ForwardOptions& options) const;
+  // The same state for a subset of the batch rows (e.g. the search candidates that survive
+  // pruning). Needs a past of batch 1 (or none) and no cache collection.
+  ForwardState select_rows(const ForwardState& state, const at::Tensor& rows) const;
   virtual at::Tensor embed(const at::Tensor& input_ids, const ForwardState& state) const = 0;
   virtual at::Tensor run_block(int layer, const at::Tensor& hidden, ForwardState& state) const = 0;
   // Final norm and LM head; float32 logits.

@@ -47,8 +47,11 @@ GenerateResult generate(CausalLM& model, const Tokenizer& tokenizer, std::string
   result.tokens = tokenizer.encode(prompt, options.bos);
   result.prompt_tokens = static_cast<std::int64_t>(result.tokens.size());
   if (result.tokens.empty())
-    throw_error(ErrorKind::kInvalidArgument, "nothing to condition on: the prompt is empty and the tokenizer adds no BOS");
-  const std::int64_t steps = std::min(options.steps, config.max_position_embeddings);
+    throw_error(ErrorKind::kInvalidArgument, options.prefix != nullptr
+                                                 ? "a prompt is needed after a cached prefix (its KV holds no next-token logits)"
+                                                 : "nothing to condition on: the prompt is empty and the tokenizer adds no BOS");
+  const std::int64_t prefix_length = options.prefix != nullptr ? options.prefix->length() : 0;
+  const std::int64_t steps = std::min(options.steps, config.max_position_embeddings - prefix_length);
   if (result.prompt_tokens > steps)
     throw_error(ErrorKind::kInvalidArgument, "the prompt is {} tokens, more than the {} steps allowed", result.prompt_tokens, steps);
 
@@ -60,8 +63,17 @@ GenerateResult generate(CausalLM& model, const Tokenizer& tokenizer, std::string
   at::Generator generator = at::detail::createCPUGenerator(options.seed);
   const auto start = std::chrono::steady_clock::now();
   std::size_t emitted = 0;
+  // Text behind a cached prefix starts a document of its own (as evaluation treats it),
+  // so it decodes as it would after BOS: SentencePiece drops the first dummy space.
+  const std::optional<std::int64_t> document_start = options.prefix != nullptr ? tokenizer.bos_id() : std::nullopt;
   auto stream = [&](bool final) {
-    result.text = tokenizer.decode(result.tokens);
+    if (document_start) {
+      std::vector<std::int64_t> ids{*document_start};
+      ids.insert(ids.end(), result.tokens.begin(), result.tokens.end());
+      result.text = tokenizer.decode(ids);
+    } else {
+      result.text = tokenizer.decode(result.tokens);
+    }
     std::string stable = result.text;
     // Hold back bytes of a character that the next token may still complete.
     while (!final && ends_with_replacement(stable)) stable.resize(stable.size() - 3);
@@ -70,7 +82,7 @@ GenerateResult generate(CausalLM& model, const Tokenizer& tokenizer, std::string
   };
   stream(false);
 
-  KVCache cache;
+  KVCache cache = options.prefix != nullptr ? *options.prefix : KVCache{};
   at::Tensor input = at::tensor(result.tokens, at::kLong).unsqueeze(0);
   while (static_cast<std::int64_t>(result.tokens.size()) <= steps) {  // the last token is never fed back
     ForwardOptions fo;

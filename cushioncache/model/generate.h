@@ -22,6 +22,9 @@ struct GenerateOptions {
   double top_p = 1.0;        // nucleus sampling when < 1
   std::uint64_t seed = 0;
   BosPolicy bos = BosPolicy::kAuto;
+  // A cached prefix (e.g. a CushionCache artifact's) before the prompt; its positions
+  // count against the context, not against steps. The prompt must then be non-empty.
+  const KVCache* prefix = nullptr;
   // Receives text as soon as it is final (whole UTF-8 characters, no pending bytes).
   std::function<void(std::string_view)> on_text;
 };
@@ -29,7 +32,7 @@ struct GenerateOptions {
 struct GenerateResult {
   std::vector<std::int64_t> tokens;  // prompt (with BOS if any) + generated
   std::int64_t prompt_tokens = 0;
-  std::string text;                  // decode(tokens), special tokens skipped
+  std::string text;                  // decode(tokens), special tokens skipped (behind a prefix: as after BOS)
   double seconds = 0.0;              // wall time of the whole loop
 };
 

@@ -26,7 +26,6 @@ std::string weights_fingerprint(CausalLM& model) {
   for (auto& [name, tensor] : model.named_weights()) {
     h.add(name);
     for (auto d : tensor->sizes()) h.add(&d, sizeof(d));
-    h.add(std::string(c10::toString(tensor->scalar_type())));
     const std::int64_t n = tensor->numel();
     if (n == 0) continue;
     const std::int64_t samples = std::min<std::int64_t>(64, n);

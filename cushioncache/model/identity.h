@@ -10,9 +10,10 @@
 
 namespace cushioncache {
 
-// 16 hex digits: FNV-1a over every weight's name, shape, dtype and 64 evenly spaced
-// values. Changes when any weight tensor is replaced, reshaped or re-quantized; equal for
-// the same checkpoint loaded with the same dtype on any device.
+// 16 hex digits: FNV-1a over every weight's name, shape and 64 evenly spaced values (as
+// float32). Changes when any weight tensor is replaced, reshaped or re-quantized; equal for
+// the same values on any device, in any dtype that holds them exactly (a bfloat16
+// checkpoint loaded in bfloat16 or float32).
 std::string weights_fingerprint(CausalLM& model);
 
 // {"path", "model_type", "layers", "hidden_size", "heads", "kv_heads", "vocab_size",

@@ -30,6 +30,8 @@ void KVCache::check_compatible(const ModelConfig& config) const {
   }
   if (valid.defined() && (valid.dim() != 2 || valid.size(1) != len))
     throw_error(ErrorKind::kMismatch, "KV cache validity mask has shape [{}], expected [B, {}]", fmt::join(valid.sizes(), ", "), len);
+  if (tokens.defined() && (tokens.dim() != 2 || tokens.size(1) != len))
+    throw_error(ErrorKind::kMismatch, "KV cache tokens have shape [{}], expected [B, {}]", fmt::join(tokens.sizes(), ", "), len);
 }
 
 KVCache KVCache::detached() const {
@@ -37,6 +39,7 @@ KVCache KVCache::detached() const {
   out.layers.reserve(layers.size());
   for (const auto& l : layers) out.layers.push_back({l.key.detach(), l.value.detach()});
   if (valid.defined()) out.valid = valid;
+  out.tokens = tokens;
   return out;
 }
 
@@ -48,6 +51,7 @@ KVCache KVCache::select_rows(const at::Tensor& rows) const {
     out.layers.push_back({l.key.index_select(0, index), l.value.index_select(0, index)});
   }
   if (valid.defined()) out.valid = valid.index_select(0, rows.to(valid.device(), at::kLong));
+  if (tokens.defined()) out.tokens = tokens.size(0) == 1 ? tokens : tokens.index_select(0, rows.to(tokens.device(), at::kLong));
   return out;
 }
 

@@ -21,6 +21,9 @@ struct KVCache {
   std::vector<LayerKV> layers;
   // [B, S] bool, false at padded positions; undefined when every position is real.
   at::Tensor valid;
+  // [B or 1, S] int64: the tokens the cache was computed from; undefined when unknown.
+  // Kept when the keys and values are tuned: they still say which prefix they started as.
+  at::Tensor tokens;
 
   bool empty() const { return layers.empty(); }
   std::int64_t length() const;      // S (0 when empty)

@@ -42,6 +42,11 @@ struct SiteContext {
   // True when text_mask is all true (no padding, no prefix tokens in the input): known
   // without looking at the mask, so hooks can skip masking without a device sync.
   bool all_text = true;
+  // The token ids of this input [B, T], and those the cached past holds ([B or 1, P];
+  // undefined when there is no past or its tokens are unknown): for hooks keyed to tokens.
+  at::Tensor input_ids;
+  at::Tensor past_tokens;
+  std::int64_t past_length = 0;  // positions cached before this input
 };
 
 class ActivationHook {

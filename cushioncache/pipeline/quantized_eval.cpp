@@ -22,12 +22,11 @@ std::vector<VariantResult> evaluate_variants(const ModelFactory& load_model, con
   for (const auto& v : plan.variants) recipes.push_back(v == "float" ? std::nullopt : std::optional<QuantRecipe>(load_recipe(v)));
 
   std::vector<VariantResult> results;
-  KVCache float_prefix;
+  const KVCache* float_prefix_ptr = plan.prefix != nullptr ? &plan.prefix->prefix : nullptr;
+  const std::string prefix_recipe = plan.prefix != nullptr ? plan.prefix->info.value("recipe", nlohmann::json::object()).value("name", "") : "";
   std::map<std::string, CalibrationSet> calibrations;  // shared by recipes with the same settings
   for (std::size_t i = 0; i < plan.variants.size(); ++i) {
     auto model = load_model();
-    if (!plan.prefix_tokens.empty() && float_prefix.empty()) float_prefix = compute_kv_cache(*model, plan.prefix_tokens);
-    const KVCache* float_prefix_ptr = float_prefix.empty() ? nullptr : &float_prefix;
     VariantResult result;
     result.label = plan.variants[i];
     EvaluationPlan evaluation = plan.evaluation;
@@ -38,19 +37,26 @@ std::vector<VariantResult> evaluate_variants(const ModelFactory& load_model, con
       result.label = recipe.name;
       result.recipe = to_json(recipe);
       const CalibrationSet* calibration = nullptr;
-      if (recipe.needs_calibration()) {
+      // Ranges calibrated with this prefix for this recipe come with the artifact.
+      const std::map<std::string, at::Tensor>* ranges =
+          plan.prefix != nullptr && !plan.prefix->ranges.empty() && prefix_recipe == recipe.name ? &plan.prefix->ranges : nullptr;
+      const bool calibrates = recipe.smoothquant.has_value() ||
+                              (ranges == nullptr && recipe.activations.enabled() && recipe.activations.mode == RangeMode::kStatic);
+      if (calibrates) {
         const BosPolicy bos = float_prefix_ptr != nullptr ? BosPolicy::kNo : BosPolicy::kAuto;
         const std::string key = to_json(recipe)["calibration"].dump();
         auto it = calibrations.find(key);
         if (it == calibrations.end()) {
-          const std::int64_t room = model->config().max_position_embeddings - (float_prefix_ptr ? float_prefix.length() : 0);
+          const std::int64_t room = model->config().max_position_embeddings - (float_prefix_ptr ? float_prefix_ptr->length() : 0);
           it = calibrations.emplace(key, build_calibration_set(tokenizer, recipe.calibration, room, bos)).first;
         }
         calibration = &it->second;
         result.calibration = calibration->description;
       }
-      log::info("variant {}: {}", recipe.name, result.recipe.dump());
-      quantized = std::make_unique<QuantizedModel>(*model, recipe, calibration, float_prefix_ptr);
+      log::debug("variant {}: {}", recipe.name, result.recipe.dump());
+      if (ranges != nullptr) log::info("variant {}: static ranges from the prefix artifact", recipe.name);
+      if (ranges != nullptr) result.calibration += (result.calibration.empty() ? "" : "; ") + std::string("static ranges from the prefix artifact");
+      quantized = std::make_unique<QuantizedModel>(*model, recipe, calibration, float_prefix_ptr, ranges);
       evaluation.prefix = quantized->prefix();
     } else {
       evaluation.prefix = float_prefix_ptr;
@@ -78,7 +84,13 @@ nlohmann::json to_json(const std::vector<VariantResult>& results) {
 }
 
 std::string format_variants_table(const std::vector<VariantResult>& results) {
-  if (results.size() == 1) return format_table(results.front().report);
+  // One float run keeps the plain table; a quantized one says what it is first.
+  if (results.size() == 1) {
+    const VariantResult& only = results.front();
+    if (only.label == "float") return format_table(only.report);
+    return fmt::format("{}{}\n{}", only.label, only.calibration.empty() ? "" : " (" + only.calibration + ")",
+                       format_table(only.report));
+  }
   auto number = [](double v) { return std::abs(v) < 1e6 ? fmt::format("{:.3f}", v) : fmt::format("{:.3e}", v); };
   std::string header = fmt::format("{:<26}", "variant");
   const EvalReport& first = results.front().report;

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cushioncache/artifact/artifact.h"
 #include "cushioncache/eval/evaluate.h"
 #include "cushioncache/model/causal_lm.h"
 #include "cushioncache/tokenizer/tokenizer.h"
@@ -27,8 +28,10 @@ struct VariantResult {
 
 struct VariantPlan {
   std::vector<std::string> variants;  // "float", preset names or .yaml recipes
-  EvaluationPlan evaluation;          // its prefix field is ignored: see prefix_tokens
-  std::vector<std::int64_t> prefix_tokens;  // empty: no prefix
+  EvaluationPlan evaluation;          // its prefix field is ignored: see prefix
+  // The prefix, as the float model computed or tuned it; nullptr = none. Its ranges are
+  // used for a variant of the recipe they were calibrated for, instead of calibrating.
+  const Artifact* prefix = nullptr;
   std::string prefix_description;
 };
 

@@ -6,7 +6,6 @@
 
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
-#include "cushioncache/io/safetensors.h"
 #include "cushioncache/quant/smoothquant.h"
 
 namespace cushioncache {
@@ -34,10 +33,13 @@ class QuantizationHook : public ActivationHook {
   }
 };
 
-QuantizedModel::QuantizedModel(CausalLM& model, QuantRecipe recipe, const CalibrationSet* calibration, const KVCache* float_prefix)
+QuantizedModel::QuantizedModel(CausalLM& model, QuantRecipe recipe, const CalibrationSet* calibration, const KVCache* float_prefix,
+                               const std::map<std::string, at::Tensor>* ranges)
     : recipe_(std::move(recipe)), head_dim_(model.config().head_dim), hook_(std::make_shared<QuantizationHook>()) {
   recipe_.validate();
-  if (recipe_.needs_calibration() && (calibration == nullptr || calibration->sequences.empty()))
+  const bool calibrates = recipe_.smoothquant.has_value() ||
+                          (ranges == nullptr && recipe_.activations.enabled() && recipe_.activations.mode == RangeMode::kStatic);
+  if (calibrates && (calibration == nullptr || calibration->sequences.empty()))
     throw_error(ErrorKind::kInvalidArgument, "recipe '{}' needs calibration data (static ranges or SmoothQuant)", recipe_.name);
   c10::NoGradGuard no_grad;
 
@@ -76,7 +78,9 @@ QuantizedModel::QuantizedModel(CausalLM& model, QuantRecipe recipe, const Calibr
 
   bool needs_ranges = false;
   for (const auto& [key, q] : hook_->quantizers) needs_ranges |= q->needs_calibration();
-  if (needs_ranges) {
+  if (needs_ranges && ranges != nullptr) {
+    set_ranges(*ranges);
+  } else if (needs_ranges) {
     hook_->calibrating = true;
     try {
       run_calibration(model, *calibration, prefix, 8, recipe_.name + " calibration");
@@ -109,32 +113,27 @@ const Quantizer* QuantizedModel::activation_quantizer(int layer, Site site) cons
   return it == hook_->quantizers.end() ? nullptr : it->second.get();
 }
 
-void QuantizedModel::save_ranges(const std::filesystem::path& path) const {
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
+std::map<std::string, at::Tensor> QuantizedModel::ranges() const {
+  std::map<std::string, at::Tensor> out;
   for (const auto& [key, q] : hook_->quantizers)
-    for (const auto& [name, t] : q->state()) tensors.emplace_back(q->name() + "." + name, t);
-  write_safetensors(path, tensors, {{"recipe", to_json(recipe_).dump()}, {"format", "cushioncache-ranges"}});
+    for (const auto& [name, t] : q->state()) out[q->name() + "." + name] = t;
+  return out;
 }
 
-void QuantizedModel::load_ranges(const std::filesystem::path& path) {
-  const SafetensorsFile file = SafetensorsFile::open(path);
-  with_context(path.string(), [&] {
-    auto recipe = file.metadata().find("recipe");
-    if (recipe == file.metadata().end() || nlohmann::json::parse(recipe->second).value("name", "") != recipe_.name)
-      throw_error(ErrorKind::kMismatch, "the ranges were not calibrated for recipe '{}'", recipe_.name);
-    std::size_t used = 0;
-    for (auto& [key, q] : hook_->quantizers) {
-      std::map<std::string, at::Tensor> state;
-      const std::string prefix = q->name() + ".";
-      for (const auto& name : file.names())
-        if (name.rfind(prefix, 0) == 0) state[name.substr(prefix.size())] = file.load(name);
-      if (q->needs_calibration() && state.empty()) throw_error(ErrorKind::kMismatch, "no ranges for {}", q->name());
-      used += state.size();
-      q->load_state(state);
-    }
-    if (used != file.names().size())
-      throw_error(ErrorKind::kMismatch, "{} tensors in the file belong to no quantizer of this model", file.names().size() - used);
-  });
+void QuantizedModel::set_ranges(const std::map<std::string, at::Tensor>& ranges) {
+  std::size_t used = 0;
+  for (auto& [key, q] : hook_->quantizers) {
+    std::map<std::string, at::Tensor> state;
+    const std::string prefix = q->name() + ".";
+    for (const auto& [name, t] : ranges)
+      if (name.rfind(prefix, 0) == 0) state[name.substr(prefix.size())] = t;
+    if (q->needs_calibration() && state.empty())
+      throw_error(ErrorKind::kMismatch, "recipe '{}': no saved range for {}", recipe_.name, q->name());
+    used += state.size();
+    q->load_state(state);
+  }
+  if (used != ranges.size())
+    throw_error(ErrorKind::kMismatch, "recipe '{}': {} saved ranges belong to no quantizer of this model", recipe_.name, ranges.size() - used);
 }
 
 }  // namespace cushioncache

@@ -26,8 +26,10 @@ class QuantizedModel {
   // attaches the activation quantizers for the lifetime of this object. `calibration`
   // is required when recipe.needs_calibration(). `float_prefix`, when given, is the
   // prefix KV computed by the float model: calibration runs behind it, and prefix()
-  // returns it adapted to the smoothed model.
-  QuantizedModel(CausalLM& model, QuantRecipe recipe, const CalibrationSet* calibration, const KVCache* float_prefix = nullptr);
+  // returns it adapted to the smoothed model. `ranges`, when given (e.g. from an
+  // artifact), replace the calibration of static ranges (SmoothQuant still calibrates).
+  QuantizedModel(CausalLM& model, QuantRecipe recipe, const CalibrationSet* calibration, const KVCache* float_prefix = nullptr,
+                 const std::map<std::string, at::Tensor>* ranges = nullptr);
   ~QuantizedModel();
   QuantizedModel(const QuantizedModel&) = delete;
   QuantizedModel& operator=(const QuantizedModel&) = delete;
@@ -43,10 +45,10 @@ class QuantizedModel {
   // The activation quantizer at (layer, site), or nullptr.
   const Quantizer* activation_quantizer(int layer, Site site) const;
 
-  // Calibrated static ranges as safetensors ("<quantizer name>.<key>"), the recipe in the
-  // metadata; load_ranges() checks that the file belongs to the same recipe and sites.
-  void save_ranges(const std::filesystem::path& path) const;
-  void load_ranges(const std::filesystem::path& path);
+  // The calibrated static ranges, "<quantizer name>.<key>" (e.g. "layers.3.attn_input.max");
+  // set_ranges() restores them and refuses ranges for other sites or missing ones.
+  std::map<std::string, at::Tensor> ranges() const;
+  void set_ranges(const std::map<std::string, at::Tensor>& ranges);
 
  private:
   QuantRecipe recipe_;

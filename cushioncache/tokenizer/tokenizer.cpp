@@ -4,6 +4,9 @@
 #include "cushioncache/tokenizer/hf_tokenizer.h"
 #include "cushioncache/tokenizer/llama2c_tokenizer.h"
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 namespace cushioncache {
 namespace fs = std::filesystem;
 
@@ -12,6 +15,16 @@ BosPolicy parse_bos_policy(std::string_view name) {
   if (name == "yes") return BosPolicy::kYes;
   if (name == "no") return BosPolicy::kNo;
   throw_error(ErrorKind::kInvalidArgument, "BOS policy '{}' is not one of auto|yes|no", name);
+}
+
+std::string describe_tokens(const Tokenizer& tokenizer, const std::vector<std::int64_t>& ids) {
+  std::string out;
+  for (const std::int64_t id : ids) {
+    // Replace, not throw, on invalid UTF-8: a byte-fallback piece may hold a partial character.
+    const std::string text = nlohmann::json(tokenizer.token_text(id)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    out += fmt::format("{}{} {}", out.empty() ? "" : " ", id, text);
+  }
+  return out;
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path) {

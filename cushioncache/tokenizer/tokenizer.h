@@ -37,6 +37,10 @@ class Tokenizer {
   virtual std::string describe() const = 0;
 };
 
+// Token ids with their vocabulary entries, for logs and reports: `1 "<s>" 13 "<0x0A>"`.
+// Decoding would hide what the prefix is made of (BOS decodes to nothing or to "\n<s>\n").
+std::string describe_tokens(const Tokenizer& tokenizer, const std::vector<std::int64_t>& ids);
+
 // Loads from: a folder holding tokenizer.json (+ tokenizer_config.json), or vocab.json +
 // merges.txt, or encoder.json + vocab.bpe (GPT-2's files); a tokenizer.json file; or a
 // llama2.c tokenizer .bin. Errors name the file.

@@ -4,6 +4,8 @@
 #include "cushioncache/core/log.h"
 #include "cushioncache/core/tensor_options.h"
 
+#include <fmt/format.h>
+
 namespace cushioncache::cli {
 
 void ModelFlags::add_to(CLI::App& command, bool with_tokenizer) {
@@ -33,6 +35,19 @@ std::unique_ptr<Tokenizer> ModelFlags::load_tokenizer() const {
   auto loaded_tokenizer = cushioncache::load_tokenizer(path);
   log::debug("tokenizer {}", loaded_tokenizer->describe());
   return loaded_tokenizer;
+}
+
+std::optional<Artifact> load_prefix_flags(CausalLM& float_model, const Tokenizer& tokenizer, const std::string& artifact,
+                                          const std::string* prefix_text) {
+  if (!artifact.empty() && prefix_text != nullptr)
+    throw_error(ErrorKind::kInvalidArgument, "--prefix and --prefix-text exclude each other");
+  if (artifact.empty() && prefix_text == nullptr) return std::nullopt;
+  if (!artifact.empty()) return load_artifact(artifact, float_model);
+  return make_token_artifact(float_model, "text", tokenizer.encode(*prefix_text, BosPolicy::kYes));
+}
+
+std::string describe_prefix(const Artifact& prefix, const Tokenizer& tokenizer) {
+  return fmt::format("{} prefix of {} token{}: {}", prefix.kind, prefix.tokens.size(), prefix.tokens.size() == 1 ? "" : "s", describe_tokens(tokenizer, prefix.tokens));
 }
 
 }  // namespace cushioncache::cli

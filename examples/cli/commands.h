@@ -2,10 +2,12 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "cushioncache/artifact/artifact.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/tokenizer/tokenizer.h"
 
@@ -23,10 +25,20 @@ struct ModelFlags {
   std::unique_ptr<Tokenizer> load_tokenizer() const;
 };
 
+// --prefix ARTIFACT (checked against the model) or --prefix-text TEXT (BOS + TEXT, its KV
+// computed by the model, which must still be float); nullopt when neither is given.
+std::optional<Artifact> load_prefix_flags(CausalLM& float_model, const Tokenizer& tokenizer, const std::string& artifact,
+                                          const std::string* prefix_text);
+std::string describe_prefix(const Artifact& prefix, const Tokenizer& tokenizer);
+
 void add_generate_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
+void add_search_command(CLI::App& app);
+void add_tune_command(CLI::App& app);
+void add_baseline_command(CLI::App& app);
+void add_run_command(CLI::App& app);
 
 }  // namespace cushioncache::cli

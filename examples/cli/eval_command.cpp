@@ -15,7 +15,7 @@ namespace cushioncache::cli {
 void add_eval_command(CLI::App& app) {
   struct Flags {
     ModelFlags model;
-    std::string out, bos, prefix_text;
+    std::string out, bos, prefix_text, prefix;
     std::vector<std::string> ppl, tasks, quant;
     EvaluationPlan plan;
   };
@@ -41,6 +41,7 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "yes", "no"}));
   cmd->add_option("--prefix-text", flags->prefix_text, "cache the KV of BOS + this text in front of every input (no text = BOS only)")
       ->expected(0, 1);
+  cmd->add_option("--prefix", flags->prefix, "a CushionCache artifact: its prefix KV (and ranges, for its recipe) before every input");
   cmd->add_option("--out", flags->out, "write the results as JSON here");
 
   cmd->callback([flags, cmd] {
@@ -64,10 +65,14 @@ void add_eval_command(CLI::App& app) {
     if (plan.variants.empty()) plan.variants = {"float"};
 
     auto tokenizer = flags->model.load_tokenizer();
-    if (cmd->count("--prefix-text") > 0) {
-      plan.prefix_tokens = tokenizer->encode(flags->prefix_text, BosPolicy::kYes);
-      plan.prefix_description = "BOS + \"" + flags->prefix_text + "\"";
-      log::info("prefix: {} ({} tokens)", plan.prefix_description, plan.prefix_tokens.size());
+    std::optional<Artifact> prefix;
+    if (!flags->prefix.empty() || cmd->count("--prefix-text") > 0)
+      prefix = load_prefix_flags(*flags->model.load_model(), *tokenizer, flags->prefix,
+                                 cmd->count("--prefix-text") > 0 ? &flags->prefix_text : nullptr);
+    if (prefix) {
+      plan.prefix = &*prefix;
+      plan.prefix_description = describe_prefix(*prefix, *tokenizer);
+      log::info("prefix: {}", plan.prefix_description);
     }
     const auto results = evaluate_variants([&] { return flags->model.load_model(); }, *tokenizer, plan, flags->model.model);
     std::fputs(format_variants_table(results).c_str(), stdout);

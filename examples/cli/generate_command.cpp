@@ -11,7 +11,7 @@ namespace cushioncache::cli {
 void add_generate_command(CLI::App& app) {
   struct Flags {
     ModelFlags model;
-    std::string prompt;
+    std::string prompt, prefix;
     GenerateOptions generate;
   };
   auto flags = std::make_shared<Flags>();
@@ -23,12 +23,19 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--temperature", flags->generate.temperature, "0 = greedy")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-p", flags->generate.top_p, "nucleus sampling mass, in (0, 1]")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", flags->generate.seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--prefix", flags->prefix, "a CushionCache artifact whose prefix KV is cached before the prompt (no second BOS)");
 
   cmd->callback([flags] {
     auto model = flags->model.load_model();
     auto tokenizer = flags->model.load_tokenizer();
+    const std::optional<Artifact> prefix = load_prefix_flags(*model, *tokenizer, flags->prefix, nullptr);
 
     GenerateOptions options = flags->generate;
+    if (prefix) {
+      options.prefix = &prefix->prefix;
+      options.bos = BosPolicy::kNo;
+      log::info("prefix: {}", describe_prefix(*prefix, *tokenizer));
+    }
     options.on_text = [](std::string_view text) {
       std::fwrite(text.data(), 1, text.size(), stdout);
       std::fflush(stdout);

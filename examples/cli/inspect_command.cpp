@@ -15,7 +15,7 @@ void add_inspect_command(CLI::App& app) {
   struct Flags {
     ModelFlags model;
     InspectOptions options;
-    std::string out = "inspect-out", prefix_text;
+    std::string out = "inspect-out", prefix_text, prefix;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand("inspect", "Activation outliers and attention sinks: stats.json, CSV tables and SVG plots");
@@ -29,17 +29,16 @@ void add_inspect_command(CLI::App& app) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--prefix-text", flags->prefix_text, "also inspect with the KV of BOS + this text cached in front (no text = BOS only)")
       ->expected(0, 1);
+  cmd->add_option("--prefix", flags->prefix, "also inspect with a CushionCache artifact's prefix cached in front");
   cmd->add_option("--out", flags->out, "output folder")->capture_default_str();
   cmd->callback([flags, cmd] {
     auto model = flags->model.load_model();
     auto tokenizer = flags->model.load_tokenizer();
-    KVCache prefix;
     InspectOptions options = flags->options;
-    if (cmd->count("--prefix-text") > 0) {
-      prefix = compute_kv_cache(*model, tokenizer->encode(flags->prefix_text, BosPolicy::kYes));
-      options.prefix_label = fmt::format("prefix BOS + \"{}\"", flags->prefix_text);
-    }
-    const Inspection inspection = inspect_model(*model, *tokenizer, options, prefix.empty() ? nullptr : &prefix);
+    const std::optional<Artifact> prefix =
+        load_prefix_flags(*model, *tokenizer, flags->prefix, cmd->count("--prefix-text") > 0 ? &flags->prefix_text : nullptr);
+    if (prefix) options.prefix_label = describe_prefix(*prefix, *tokenizer);
+    const Inspection inspection = inspect_model(*model, *tokenizer, options, prefix ? &prefix->prefix : nullptr);
     write_inspection(inspection, describe_model(*model, flags->model.model), flags->out);
 
     std::printf("%-30s %12s %12s %12s  %s\n", "input of the last block", "top-1", "top-10%", "median", "top-1 at (sample, position, dim)");

@@ -7,11 +7,13 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "cushioncache/core/allocator.h"
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
 
 int main(int argc, char** argv) {
   namespace cc = cushioncache;
+  cc::reuse_freed_host_memory();
   CLI::App app{"CushionCache: attention-sink prefixes for accurate per-tensor static INT8 activation quantization of LLMs"};
   app.require_subcommand(1);
   std::string log_level = "info";
@@ -22,6 +24,10 @@ int main(int argc, char** argv) {
   cc::cli::add_convert_command(app);
   cc::cli::add_eval_command(app);
   cc::cli::add_inspect_command(app);
+  cc::cli::add_search_command(app);
+  cc::cli::add_tune_command(app);
+  cc::cli::add_baseline_command(app);
+  cc::cli::add_run_command(app);
 
   try {
     app.parse(argc, argv);

@@ -12,7 +12,7 @@ file(REMOVE_RECURSE "${out}")
 cc_run(inspect --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --samples 2 --seq-len 64
        --prefix-text --out "${out}")  # no text: the prefix is BOS alone
 cc_expect_rc(0 "inspect")
-if(NOT OUT MATCHES "no prefix +[0-9.e+-]+ +[0-9.e+-]+ +[0-9.e+-]+" OR NOT OUT MATCHES "prefix BOS")
+if(NOT OUT MATCHES "no prefix +[0-9.e+-]+ +[0-9.e+-]+ +[0-9.e+-]+" OR NOT OUT MATCHES "text prefix of 1 token: 1 ")
   message(FATAL_ERROR "unexpected summary:\n${OUT}")
 endif()
 foreach(f stats.json sites.csv attention.csv token_max.csv magnitudes.svg token_max.svg attention_sinks.svg)

@@ -38,6 +38,21 @@ std::optional<fs::path> data_file(std::string_view relative) {
   return std::nullopt;
 }
 
+std::optional<StoriesFiles> stories_files(std::initializer_list<std::string_view> also_needed) {
+  auto bin = data_file("models/stories260K/stories260K.bin");
+  auto tokenizer = data_file("models/stories260K/tok512.bin");
+  bool found = bin && tokenizer;
+  for (auto relative : also_needed) found = data_file(relative).has_value() && found;
+  if (!found) return std::nullopt;
+  return StoriesFiles{*bin, *tokenizer};
+}
+
+std::optional<StoriesModel> load_stories(std::initializer_list<std::string_view> also_needed) {
+  auto files = stories_files(also_needed);
+  if (!files) return std::nullopt;
+  return StoriesModel{load_model(files->bin), load_tokenizer(files->tokenizer)};
+}
+
 TempDir::TempDir() {
   std::string pattern = (fs::temp_directory_path() / "cushioncache-test-XXXXXX").string();
   if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");

@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
+#include <memory>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,6 +17,7 @@
 #include "cushioncache/core/error.h"
 #include "cushioncache/model/config.h"
 #include "cushioncache/model/loader.h"
+#include "cushioncache/tokenizer/tokenizer.h"
 
 namespace cushioncache::testing {
 
@@ -24,6 +27,18 @@ void skip_test(const std::string& why);
 // The file under the shared data folder, or nullopt after recording a skip (or failing,
 // when CC_REQUIRE_DATA=1).
 std::optional<std::filesystem::path> data_file(std::string_view relative);
+
+// llama2.c's stories260K and its tokenizer, the real model most tests run on; nullopt
+// after recording a skip if they, or the other data files a test names, are missing.
+struct StoriesFiles {
+  std::filesystem::path bin, tokenizer;
+};
+std::optional<StoriesFiles> stories_files(std::initializer_list<std::string_view> also_needed = {});
+struct StoriesModel {
+  std::unique_ptr<CausalLM> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+std::optional<StoriesModel> load_stories(std::initializer_list<std::string_view> also_needed = {});
 
 // A fresh folder under the system temp folder, removed with everything in it.
 class TempDir {

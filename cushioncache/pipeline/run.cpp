@@ -1,0 +1,384 @@
+#include "cushioncache/pipeline/run.h"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <functional>
+
+#include <fmt/format.h>
+
+#include "cushioncache/analysis/inspect.h"
+#include "cushioncache/core/data_dir.h"
+#include "cushioncache/core/error.h"
+#include "cushioncache/core/files.h"
+#include "cushioncache/core/log.h"
+#include "cushioncache/core/tensor_options.h"
+#include "cushioncache/core/yaml_fields.h"
+#include "cushioncache/model/identity.h"
+#include "cushioncache/model/loader.h"
+#include "cushioncache/pipeline/prefix_artifacts.h"
+#include "cushioncache/pipeline/quantized_eval.h"
+#include "cushioncache/quant/recipe.h"
+
+namespace cushioncache {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string resolve_path(const std::string& path) {
+  if (path.rfind("$data/", 0) == 0) return (data_dir() / path.substr(6)).string();
+  return path;
+}
+
+std::vector<std::string> string_list(YamlFields& f, const std::string& key, const std::string& file, std::vector<std::string> fallback) {
+  YAML::Node n = f.child(key);
+  if (!n || n.IsNull()) return fallback;
+  if (!n.IsSequence()) throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must be a list", yaml_where(file, n), key);
+  std::vector<std::string> out;
+  for (const auto& v : n) out.push_back(v.as<std::string>());
+  return out;
+}
+
+std::vector<std::int64_t> int_list(const YAML::Node& n, const std::string& file, const std::string& key) {
+  if (!n.IsSequence()) throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must be a list of token ids", yaml_where(file, n), key);
+  std::vector<std::int64_t> out;
+  for (const auto& v : n) {
+    try {
+      out.push_back(v.as<std::int64_t>());
+    } catch (const YAML::Exception&) {
+      throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must hold integers", yaml_where(file, v), key);
+    }
+  }
+  return out;
+}
+
+ObjectiveOptions objective_from(const YAML::Node& node, const std::string& file, const std::string& path) {
+  ObjectiveOptions o;
+  YamlFields f(node, file, path);
+  if (auto kind = f.optional<std::string>("kind")) {
+    if (*kind == "quant_error") o.kind = ObjectiveKind::kQuantError;
+    else if (*kind == "max_abs") o.kind = ObjectiveKind::kMaxAbs;
+    else throw_error(ErrorKind::kInvalidConfig, "{}: '{}.kind' must be quant_error or max_abs", f.where("kind"), path);
+  }
+  if (f.has("spec")) o.spec = quant_spec_from_yaml(f.child("spec"), QuantRole::kActivation, file, path + ".spec");
+  if (YAML::Node sites = f.child("sites"); sites && !sites.IsNull()) {
+    o.sites.clear();
+    for (const auto& s : sites) {
+      try {
+        o.sites.push_back(parse_site(s.as<std::string>()));
+      } catch (const Error& e) {
+        throw_error(ErrorKind::kInvalidConfig, "{}: {}", yaml_where(file, s), e.message());
+      }
+    }
+  }
+  f.finish();
+  return o;
+}
+
+}  // namespace
+
+RunConfig load_run_config(const std::string& path) {
+  const YAML::Node root = load_yaml_file(path);
+  YamlFields f(root, path, "");
+  RunConfig c;
+  c.name = f.optional<std::string>("name").value_or(fs::path(path).stem().string());
+  c.model = resolve_path(f.required<std::string>("model"));
+  c.tokenizer = resolve_path(f.optional<std::string>("tokenizer").value_or(""));
+  c.device = f.optional<std::string>("device").value_or("cpu");
+  c.dtype = f.optional<std::string>("dtype").value_or("auto");
+  c.quant = f.optional<std::string>("quant").value_or(c.quant);
+  if (YAML::Node p = f.child("planted_sink"); p && !p.IsNull()) {
+    YamlFields s(p, path, "planted_sink");
+    PlantedSinkOptions o;
+    o.sink_token = s.required<std::int64_t>("sink_token");
+    o.trigger_tokens = int_list(s.child("trigger_tokens"), path, "planted_sink.trigger_tokens");
+    o.from_layer = s.optional<int>("from_layer").value_or(o.from_layer);
+    o.channel = s.optional<std::int64_t>("channel").value_or(o.channel);
+    o.value = s.optional<double>("value").value_or(o.value);
+    s.finish();
+    c.planted_sink = o;
+  }
+  if (YAML::Node e = f.child("eval"); e && !e.IsNull()) {
+    YamlFields s(e, path, "eval");
+    c.eval.corpora = string_list(s, "ppl", path, {"wikitext2"});
+    c.eval.tasks = string_list(s, "tasks", path, {});
+    c.eval.seq_len = s.optional<std::int64_t>("seq_len").value_or(0);
+    c.eval.max_windows = s.optional<std::int64_t>("max_windows").value_or(0);
+    c.eval.limit = s.optional<std::int64_t>("limit").value_or(0);
+    c.eval.task_batch_size = s.optional<std::int64_t>("batch_size").value_or(c.eval.task_batch_size);
+    c.eval.ppl_batch_size = s.optional<std::int64_t>("ppl_batch_size").value_or(c.eval.ppl_batch_size);
+    s.finish();
+  } else {
+    c.eval.corpora = {"wikitext2"};
+  }
+  c.baselines = string_list(f, "baselines", path, c.baselines);
+  for (const auto& b : c.baselines)
+    if (b != "bos" && b != "prefixquant") throw_error(ErrorKind::kInvalidConfig, "{}: baseline '{}' is not bos or prefixquant", f.where("baselines"), b);
+  if (YAML::Node p = f.child("prefixquant"); p && !p.IsNull()) {
+    YamlFields s(p, path, "prefixquant");
+    c.prefixquant.threshold = s.optional<double>("threshold").value_or(c.prefixquant.threshold);
+    c.prefixquant.data = s.optional<std::string>("data").value_or(c.prefixquant.data);
+    c.prefixquant.samples = s.optional<std::int64_t>("samples").value_or(c.prefixquant.samples);
+    c.prefixquant.seq_len = s.optional<std::int64_t>("seq_len").value_or(c.prefixquant.seq_len);
+    c.prefixquant.seed = s.optional<std::uint64_t>("seed").value_or(c.prefixquant.seed);
+    c.prefixquant.max_tokens = s.optional<std::int64_t>("max_tokens").value_or(c.prefixquant.max_tokens);
+    s.finish();
+  }
+  if (YAML::Node n = f.child("search"); n && !n.IsNull()) {
+    YamlFields s(n, path, "search");
+    SearchOptions& o = c.search;
+    if (YAML::Node seed = s.child("seed_prefix"); seed && !seed.IsNull()) {
+      if (seed.IsSequence()) {
+        o.seed_prefix = int_list(seed, path, "search.seed_prefix");
+        c.search_seed = "tokens";
+      } else {
+        c.search_seed = seed.as<std::string>();
+        if (c.search_seed != "bos" && c.search_seed != "none")
+          throw_error(ErrorKind::kInvalidConfig, "{}: 'search.seed_prefix' must be bos, none or a list of token ids", yaml_where(path, seed));
+      }
+    }
+    o.max_length = s.optional<std::int64_t>("max_length").value_or(o.max_length);
+    o.tau = s.optional<double>("tau").value_or(o.tau);
+    o.text_tokens = s.optional<std::int64_t>("text_tokens").value_or(o.text_tokens);
+    o.data = s.optional<std::string>("data").value_or(o.data);
+    o.seed = s.optional<std::uint64_t>("seed").value_or(o.seed);
+    o.batch_size = s.optional<std::int64_t>("batch_size").value_or(o.batch_size);
+    o.prune = s.optional<bool>("prune").value_or(o.prune);
+    if (YAML::Node obj = s.child("objective"); obj && !obj.IsNull()) o.objective = objective_from(obj, path, "search.objective");
+    s.finish();
+  }
+  if (YAML::Node n = f.child("tuning"); n && !n.IsNull()) {
+    YamlFields s(n, path, "tuning");
+    TuningOptions& o = c.tuning;
+    c.tuning_enabled = s.optional<bool>("enabled").value_or(true);
+    o.lambda = s.optional<double>("lambda").value_or(o.lambda);
+    o.lr = s.optional<double>("lr").value_or(o.lr);
+    o.epochs = s.optional<std::int64_t>("epochs").value_or(o.epochs);
+    o.batch_size = s.optional<std::int64_t>("batch_size").value_or(o.batch_size);
+    o.seq_len = s.optional<std::int64_t>("seq_len").value_or(o.seq_len);
+    o.samples = s.optional<std::int64_t>("samples").value_or(o.samples);
+    o.data = s.optional<std::string>("data").value_or(o.data);
+    o.seed = s.optional<std::uint64_t>("seed").value_or(o.seed);
+    o.grad_clip = s.optional<double>("grad_clip").value_or(o.grad_clip);
+    if (YAML::Node obj = s.child("quant_error"); obj && !obj.IsNull()) o.quant_error = objective_from(obj, path, "tuning.quant_error");
+    s.finish();
+  }
+  if (YAML::Node n = f.child("inspect"); n && !n.IsNull()) {
+    YamlFields s(n, path, "inspect");
+    c.inspect_samples = s.optional<std::int64_t>("samples").value_or(c.inspect_samples);
+    c.inspect_seq_len = s.optional<std::int64_t>("seq_len").value_or(c.inspect_seq_len);
+    c.inspect_data = s.optional<std::string>("data").value_or(c.inspect_data);
+    s.finish();
+  }
+  f.finish();
+  with_context(path, [&] {
+    (void)parse_device(c.device);
+    if (c.dtype != "auto") (void)parse_float_dtype(c.dtype);
+    (void)load_recipe(c.quant);
+  });
+  return c;
+}
+
+nlohmann::json to_json(const RunConfig& c) {
+  nlohmann::json j = {{"name", c.name},
+                      {"model", c.model},
+                      {"tokenizer", c.tokenizer},
+                      {"device", c.device},
+                      {"dtype", c.dtype},
+                      {"quant", c.quant},
+                      {"eval", {{"ppl", c.eval.corpora}, {"tasks", c.eval.tasks}, {"seq_len", c.eval.seq_len}, {"max_windows", c.eval.max_windows},
+                                {"limit", c.eval.limit}, {"batch_size", c.eval.task_batch_size}, {"ppl_batch_size", c.eval.ppl_batch_size}}},
+                      {"baselines", c.baselines},
+                      {"prefixquant", to_json(c.prefixquant)},
+                      {"search", to_json(c.search)},
+                      {"search_seed", c.search_seed},
+                      {"tuning", c.tuning_enabled ? to_json(c.tuning) : nlohmann::json("disabled")},
+                      {"inspect", {{"samples", c.inspect_samples}, {"seq_len", c.inspect_seq_len}, {"data", c.inspect_data}}}};
+  if (c.planted_sink) j["planted_sink"] = to_json(*c.planted_sink);
+  return j;
+}
+
+namespace {
+
+struct Row {
+  std::string setting, prefix;
+  VariantResult result;
+};
+
+std::string md_table(const std::vector<Row>& rows) {
+  if (rows.empty()) return "";
+  const EvalReport& first = rows.front().result.report;
+  std::string header = "| setting | prefix |", rule = "|---|---|";
+  for (const auto& c : first.perplexity) header += " " + c.corpus + " PPL |", rule += "---:|";
+  for (const auto& t : first.tasks) {
+    const auto& m = t.metrics.size() > 1 && t.metrics[1].name == "acc_norm" ? t.metrics[1] : t.metrics[0];
+    header += " " + t.task + " " + m.name + " |", rule += "---:|";
+  }
+  std::string out = header + "\n" + rule + "\n";
+  for (const auto& r : rows) {
+    std::string line = "| " + r.setting + " | " + r.prefix + " |";
+    for (const auto& c : r.result.report.perplexity)
+      line += std::abs(c.result.perplexity) < 1e6 ? fmt::format(" {:.3f} |", c.result.perplexity) : fmt::format(" {:.3e} |", c.result.perplexity);
+    for (const auto& t : r.result.report.tasks) {
+      const auto& m = t.metrics.size() > 1 && t.metrics[1].name == "acc_norm" ? t.metrics[1] : t.metrics[0];
+      line += fmt::format(" {:.4f} |", m.value);
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
+  fs::create_directories(out / "artifacts");
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::pair<std::string, double>> phases;
+  auto phase = [&](const std::string& name, const std::function<void()>& fn) {
+    log::info("== {} ==", name);
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    phases.emplace_back(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  };
+  const std::string resolved = to_json(config).dump(2) + "\n";
+  write_file_atomically(out / "config.resolved.json", [&](std::ostream& o) { o << resolved; });
+
+  LoadOptions load_options;
+  load_options.device = parse_device(config.device);
+  if (config.dtype != "auto") load_options.dtype = parse_float_dtype(config.dtype);
+  const ModelFactory load = [&] {
+    auto model = load_model(config.model, load_options);
+    if (config.planted_sink) model->add_hook(std::make_shared<PlantedSinkHook>(*config.planted_sink)).release();
+    return model;
+  };
+  std::string tokenizer_path = config.tokenizer;
+  if (tokenizer_path.empty()) {
+    auto found = default_tokenizer_path(config.model);
+    if (!found) throw_error(ErrorKind::kNotFound, "no tokenizer beside {}; set 'tokenizer' in the config", config.model);
+    tokenizer_path = found->string();
+  }
+  const auto tokenizer = load_tokenizer(tokenizer_path);
+  const QuantRecipe recipe = load_recipe(config.quant);
+  SearchOptions search_options = config.search;
+  if (config.search_seed == "bos") search_options.seed_prefix = bos_prefix_tokens(*tokenizer);
+  if (config.search_seed == "none") search_options.seed_prefix.clear();
+  search_options.state_file = (out / "search-state.json").string();
+  {
+    // Settings that do not fit this model fail now, not after an hour of evaluation.
+    auto model = load();
+    PrefixSearcher check(*model, *tokenizer, search_options);
+    if (config.tuning_enabled) QuantAwarePrefixTuner tuning_check(*model, *tokenizer, config.tuning);
+  }
+  std::vector<Row> rows;
+  auto evaluate_rows = [&](const std::string& setting, const std::vector<std::string>& variants, const Artifact* prefix) {
+    VariantPlan plan;
+    plan.variants = variants;
+    plan.evaluation = config.eval;
+    plan.prefix = prefix;
+    const std::string prefix_label = prefix == nullptr ? "—" : fmt::format("{} ({} token{})", prefix->kind, prefix->tokens.size(), prefix->tokens.size() == 1 ? "" : "s");
+    for (auto& r : evaluate_variants(load, *tokenizer, plan, config.model))
+      rows.push_back({r.label == "float" ? setting + ", float" : setting + ", " + r.label, prefix_label, std::move(r)});
+  };
+
+  phase("float and quantized without a prefix", [&] { evaluate_rows("no prefix", {"float", config.quant}, nullptr); });
+
+  std::map<std::string, Artifact> artifacts;
+  for (const auto& kind : config.baselines) {
+    phase("baseline " + kind, [&] {
+      auto model = load();
+      Artifact a = baseline_artifact(*model, *tokenizer, kind, config.prefixquant);
+      calibrate_artifact_ranges(load, *tokenizer, a, recipe);
+      save_artifact(a, out / "artifacts" / (kind + ".safetensors"));
+      evaluate_rows("baseline " + kind, {config.quant}, &a);
+      artifacts.emplace(kind, std::move(a));
+    });
+  }
+
+  SearchResult search;
+  phase("prefix search", [&] {
+    auto model = load();
+    Artifact a = search_prefix_artifact(*model, *tokenizer, search_options, resume, &search);
+    calibrate_artifact_ranges(load, *tokenizer, a, recipe);
+    save_artifact(a, out / "artifacts" / "searched.safetensors");
+    evaluate_rows("searched prefix", {config.quant}, &a);
+    artifacts.emplace("searched", std::move(a));
+  });
+
+  TuningResult tuning;
+  const Artifact* final_prefix = &artifacts.at("searched");
+  if (config.tuning_enabled) {
+    phase("quantization-aware tuning", [&] {
+      TuningOptions options = config.tuning;
+      options.checkpoint_file = (out / "tune-checkpoint.safetensors").string();
+      Artifact tuned = tune_prefix_artifact(load, *tokenizer, artifacts.at("searched"), recipe, options, resume, &tuning);
+      save_artifact(tuned, out / "artifacts" / "cushioncache.safetensors");
+      artifacts.emplace("cushioncache", std::move(tuned));
+    });
+    final_prefix = &artifacts.at("cushioncache");
+  } else {
+    save_artifact(*final_prefix, out / "artifacts" / "cushioncache.safetensors");
+  }
+  phase("evaluation with the CushionCache prefix", [&] { evaluate_rows("CushionCache", {"float", config.quant}, final_prefix); });
+
+  Inspection inspection;
+  phase("inspect before / after", [&] {
+    auto model = load();
+    InspectOptions options;
+    options.data = config.inspect_data;
+    options.samples = config.inspect_samples;
+    options.seq_len = config.inspect_seq_len;
+    options.prefix_label = "CushionCache prefix";
+    inspection = inspect_model(*model, *tokenizer, options, &final_prefix->prefix);
+    write_inspection(inspection, describe_model(*model, config.model), out / "inspect");
+  });
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  // results.json: everything the report says, machine-readable.
+  nlohmann::json results = {{"config", to_json(config)}, {"phases", nlohmann::json::array()}, {"rows", nlohmann::json::array()},
+                            {"prefixes", nlohmann::json::object()}, {"search", to_json(search)}};
+  for (const auto& [name, seconds] : phases) results["phases"].push_back({{"phase", name}, {"seconds", seconds}});
+  for (const auto& r : rows) {
+    nlohmann::json run = to_json(std::vector<VariantResult>{r.result})["runs"][0];
+    run["setting"] = r.setting;
+    run["prefix"] = r.prefix;
+    results["rows"].push_back(run);
+  }
+  for (const auto& [name, a] : artifacts) results["prefixes"][name] = {{"kind", a.kind}, {"tokens", a.tokens}, {"text", tokenizer->decode(a.tokens, false)}};
+  if (config.tuning_enabled)
+    results["tuning"] = {{"loss_before", tuning.loss_before}, {"loss_after", tuning.loss_after}, {"steps", tuning.log.size()}, {"seconds", tuning.seconds}};
+  const SiteStats& before = last_block_input(inspection.without_prefix);
+  const SiteStats& after = last_block_input(*inspection.with_prefix);
+  results["last_block_input"] = {{"without_prefix", {{"top1", before.top1}, {"top10pct", before.top10pct}, {"median", before.median}}},
+                                 {"with_prefix", {{"top1", after.top1}, {"top10pct", after.top10pct}, {"median", after.median}}}};
+  results["total_seconds"] = total;
+  const std::string results_text = results.dump(2) + "\n";
+  write_file_atomically(out / "results.json", [&](std::ostream& o) { o << results_text; });
+
+  std::string md = fmt::format("# CushionCache run: {}\n\nModel `{}`, recipe `{}`{}. Total time {:.1f} s.\n\n", config.name, config.model,
+                               config.quant, config.planted_sink ? ", with the planted sink mechanism (analysis/planted_sink.h)" : "", total);
+  md += "## Results\n\n" + md_table(rows) + "\n";
+  md += "## Prefixes\n\n| prefix | tokens (id \"piece\") |\n|---|---|\n";
+  for (const auto& [name, a] : artifacts) md += fmt::format("| {} | {} |\n", name, describe_tokens(*tokenizer, a.tokens));
+  md += "\n## Search\n\n| step | best token | L(prefix + t) / L(prefix) | accepted | candidates | blocks run | time (s) |\n|---:|---|---:|---|---:|---:|---:|\n";
+  for (const auto& s : search.steps)
+    md += fmt::format("| {} | {} | {} | {} | {} | {:.1f}% | {:.1f} |\n", s.step,
+                      s.best_token >= 0 ? describe_tokens(*tokenizer, {s.best_token}) : "none (all pruned)",
+                      s.best_token >= 0 ? fmt::format("{:.4f}", s.best_score / s.prefix_score) : fmt::format("> {}", config.search.tau),
+                      s.accepted ? "yes" : "no", s.candidates,
+                      100.0 * static_cast<double>(s.blocks_evaluated) / static_cast<double>(s.blocks_exhaustive), s.seconds);
+  md += fmt::format("\nStopped: {}.\n", search.stop_reason);
+  if (config.tuning_enabled)
+    md += fmt::format("\n## Tuning\n\nLoss (cross-entropy + {} x quantization error, quantized model, training windows): {:.5f} -> {:.5f} in {} steps ({:.1f} s).\n",
+                      config.tuning.lambda, tuning.loss_before, tuning.loss_after, tuning.log.size(), tuning.seconds);
+  md += fmt::format(
+      "\n## Activations at the input of the last block\n\n| | top-1 | top-10% | median |\n|---|---:|---:|---:|\n| no prefix | {:.4g} | {:.4g} | {:.4g} |\n| CushionCache prefix | {:.4g} | {:.4g} | {:.4g} |\n\n",
+      before.top1, before.top10pct, before.median, after.top1, after.top10pct, after.median);
+  md += "![magnitudes](inspect/magnitudes.svg)\n\n![token-wise maxima](inspect/token_max.svg)\n\n![attention sinks](inspect/attention_sinks.svg)\n";
+  md += "\n## Time per phase\n\n| phase | seconds |\n|---|---:|\n";
+  for (const auto& [name, seconds] : phases) md += fmt::format("| {} | {:.1f} |\n", name, seconds);
+  md += "\nFiles: `results.json`, `config.resolved.json`, `artifacts/*.safetensors` (use with `--prefix`), `inspect/`.\n";
+  write_file_atomically(out / "report.md", [&](std::ostream& o) { o << md; });
+  log::info("wrote {}", (out / "report.md").string());
+}
+
+}  // namespace cushioncache

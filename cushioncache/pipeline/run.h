@@ -1,0 +1,46 @@
+// The main job, `cushioncache run --config FILE`: float evaluation -> the chosen recipe
+// without a prefix -> baseline prefixes -> prefix search -> quantization-aware tuning ->
+// ranges recalibrated with the prefix -> evaluation -> report.md, results.json, the
+// inspect plots before/after and the resolved config, all in one output folder. The
+// search and the tuning resume (--resume) from their state files in that folder.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cushioncache/analysis/planted_sink.h"
+#include "cushioncache/eval/evaluate.h"
+#include "cushioncache/search/baselines.h"
+#include "cushioncache/search/prefix_searcher.h"
+#include "cushioncache/tune/prefix_tuner.h"
+
+namespace cushioncache {
+
+struct RunConfig {
+  std::string name;
+  std::string model, tokenizer;  // "$data/..." is the shared data folder
+  std::string device = "cpu", dtype = "auto";
+  std::string quant = "w8a8-per-tensor-static";  // the recipe the prefixes are judged under
+  std::optional<PlantedSinkOptions> planted_sink;
+  EvaluationPlan eval;
+  std::vector<std::string> baselines = {"bos", "prefixquant"};
+  PrefixQuantOptions prefixquant;
+  SearchOptions search;
+  std::string search_seed = "bos";  // "bos", "none", or token ids in search.seed_prefix
+  bool tuning_enabled = true;
+  TuningOptions tuning;
+  std::int64_t inspect_samples = 4, inspect_seq_len = 256;
+  std::string inspect_data = "wikitext2";
+};
+
+// Strict: unknown keys, wrong types and bad values name the file, line and key.
+RunConfig load_run_config(const std::string& path);
+nlohmann::json to_json(const RunConfig& config);
+
+void run_pipeline(const RunConfig& config, const std::filesystem::path& out, bool resume);
+
+}  // namespace cushioncache

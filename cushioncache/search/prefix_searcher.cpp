@@ -1,0 +1,286 @@
+#include "cushioncache/search/prefix_searcher.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <set>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <fmt/format.h>
+
+#include "cushioncache/core/error.h"
+#include "cushioncache/core/files.h"
+#include "cushioncache/core/interrupt.h"
+#include "cushioncache/core/log.h"
+#include "cushioncache/core/progress.h"
+#include "cushioncache/io/json_file.h"
+#include "cushioncache/quant/calibration.h"
+
+namespace cushioncache {
+namespace {
+
+constexpr std::size_t kTopKept = 16;
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+nlohmann::json step_json(const SearchStep& s) {
+  nlohmann::json top = nlohmann::json::array();
+  for (const auto& [token, score] : s.top) top.push_back({token, score});
+  return {{"step", s.step},
+          {"prefix_before", s.prefix_before},
+          {"prefix_score", s.prefix_score},
+          {"best_token", s.best_token},
+          // null: pruning dropped every candidate above tau * L(prefix), none has a score
+          {"best_score", s.best_token >= 0 ? nlohmann::json(s.best_score) : nlohmann::json(nullptr)},
+          {"accepted", s.accepted},
+          {"candidates", s.candidates},
+          {"blocks_evaluated", s.blocks_evaluated},
+          {"blocks_exhaustive", s.blocks_exhaustive},
+          {"top", top},
+          {"seconds", s.seconds}};
+}
+
+SearchStep step_from_json(const nlohmann::json& j) {
+  SearchStep s;
+  s.step = j.at("step").get<int>();
+  s.prefix_before = j.at("prefix_before").get<std::vector<std::int64_t>>();
+  s.prefix_score = j.at("prefix_score").get<double>();
+  s.best_token = j.at("best_token").get<std::int64_t>();
+  s.best_score = j.at("best_score").is_null() ? std::numeric_limits<double>::infinity() : j.at("best_score").get<double>();
+  s.accepted = j.at("accepted").get<bool>();
+  s.candidates = j.at("candidates").get<std::int64_t>();
+  s.blocks_evaluated = j.at("blocks_evaluated").get<std::int64_t>();
+  s.blocks_exhaustive = j.at("blocks_exhaustive").get<std::int64_t>();
+  for (const auto& t : j.at("top")) s.top.emplace_back(t.at(0).get<std::int64_t>(), t.at(1).get<double>());
+  s.seconds = j.at("seconds").get<double>();
+  return s;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const SearchOptions& o) {
+  return {{"seed_prefix", o.seed_prefix}, {"max_length", o.max_length}, {"tau", o.tau},
+          {"text_tokens", o.text_tokens}, {"data", o.data},              {"seed", o.seed},
+          {"objective", to_json(o.objective)}, {"batch_size", o.batch_size}, {"prune", o.prune},
+          {"exclude_special", o.exclude_special}, {"candidates", o.candidates}};
+}
+
+nlohmann::json to_json(const SearchResult& r) {
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& s : r.steps) steps.push_back(step_json(s));
+  return {{"prefix", r.prefix}, {"steps", steps}, {"stop_reason", r.stop_reason}, {"seconds", r.seconds}};
+}
+
+PrefixSearcher::PrefixSearcher(CausalLM& model, const Tokenizer& tokenizer, SearchOptions options)
+    : model_(model), tokenizer_(tokenizer), options_(std::move(options)) {
+  if (!(options_.tau > 0 && options_.tau <= 1)) throw_error(ErrorKind::kInvalidConfig, "search tau = {} must be in (0, 1]", options_.tau);
+  if (options_.max_length <= static_cast<std::int64_t>(options_.seed_prefix.size()))
+    throw_error(ErrorKind::kInvalidConfig, "search max_length {} leaves no room after the {}-token seed prefix", options_.max_length,
+                options_.seed_prefix.size());
+  if (options_.text_tokens == 0)
+    options_.text_tokens = std::min<std::int64_t>(512, model_.config().max_position_embeddings - options_.max_length);
+  if (options_.batch_size < 1 || options_.text_tokens < 2)
+    throw_error(ErrorKind::kInvalidConfig, "search batch_size must be >= 1 and text_tokens >= 2");
+  if (options_.max_length + options_.text_tokens > model_.config().max_position_embeddings)
+    throw_error(ErrorKind::kInvalidConfig, "search max_length {} + text_tokens {} exceed the model's context of {}", options_.max_length,
+                options_.text_tokens, model_.config().max_position_embeddings);
+  const std::int64_t vocab = std::min(model_.config().vocab_size, tokenizer_.vocab_size());
+  if (options_.candidates.empty()) {
+    for (std::int64_t t = 0; t < vocab; ++t)
+      if (!(options_.exclude_special && tokenizer_.is_special(t))) vocabulary_.push_back(t);
+  } else {
+    for (auto t : options_.candidates) {
+      if (t < 0 || t >= vocab) throw_error(ErrorKind::kInvalidConfig, "search candidate {} is outside the vocabulary [0, {})", t, vocab);
+      vocabulary_.push_back(t);
+    }
+  }
+  std::sort(vocabulary_.begin(), vocabulary_.end());
+  vocabulary_.erase(std::unique(vocabulary_.begin(), vocabulary_.end()), vocabulary_.end());
+  if (vocabulary_.empty()) throw_error(ErrorKind::kInvalidConfig, "the search has no candidate tokens");
+}
+
+std::vector<std::int64_t> PrefixSearcher::candidate_order(const std::vector<std::int64_t>& first) const {
+  std::vector<std::int64_t> order;
+  std::set<std::int64_t> seen;
+  for (auto t : first)
+    if (std::binary_search(vocabulary_.begin(), vocabulary_.end(), t) && seen.insert(t).second) order.push_back(t);
+  for (auto t : vocabulary_)
+    if (!seen.count(t)) order.push_back(t);
+  return order;
+}
+
+double PrefixSearcher::prefix_score(const KVCache* prefix_kv, const std::vector<std::int64_t>& text) {
+  auto hook = std::make_shared<ObjectiveHook>(options_.objective);
+  HookHandle handle = model_.add_hook(hook);
+  ForwardOptions fo;
+  fo.past = prefix_kv;
+  fo.last_logits_only = true;
+  (void)model_.forward(at::tensor(text, at::kLong).unsqueeze(0), fo);
+  const double score = hook->take()[0].item<double>();
+  if (!std::isfinite(score))
+    throw_error(ErrorKind::kNumerical, "prefix search: the objective of the current prefix is {} (NaN or Inf in the activations)", score);
+  return score;
+}
+
+SearchStep PrefixSearcher::score_step(const std::vector<std::int64_t>& prefix, const std::vector<std::int64_t>& text,
+                                      const std::vector<std::int64_t>& first_candidates) {
+  c10::NoGradGuard no_grad;
+  const auto start = std::chrono::steady_clock::now();
+  const int layers = static_cast<int>(model_.config().num_layers);
+  SearchStep step;
+  step.prefix_before = prefix;
+  KVCache prefix_kv;
+  if (!prefix.empty()) prefix_kv = compute_kv_cache(model_, prefix);
+  const KVCache* past = prefix.empty() ? nullptr : &prefix_kv;
+  step.prefix_score = prefix_score(past, text);
+  const double threshold = options_.tau * step.prefix_score;
+
+  const std::vector<std::int64_t> order = candidate_order(first_candidates);
+  step.candidates = static_cast<std::int64_t>(order.size());
+  step.blocks_exhaustive = step.candidates * layers;
+  double incumbent = std::numeric_limits<double>::infinity();
+  std::int64_t incumbent_token = -1;
+  std::vector<std::pair<std::int64_t, double>> complete;
+
+  auto hook = std::make_shared<ObjectiveHook>(options_.objective);
+  HookHandle handle = model_.add_hook(hook);
+  const at::Tensor text_ids = at::tensor(text, at::kLong);
+  Progress progress(fmt::format("search step {}", prefix.size() - options_.seed_prefix.size() + 1), step.candidates, "cand");
+  for (std::size_t first = 0; first < order.size(); first += static_cast<std::size_t>(options_.batch_size)) {
+    throw_if_interrupted("the prefix search");
+    const std::size_t count = std::min(order.size() - first, static_cast<std::size_t>(options_.batch_size));
+    at::Tensor tokens = at::tensor(std::vector<std::int64_t>(order.begin() + static_cast<std::ptrdiff_t>(first),
+                                                             order.begin() + static_cast<std::ptrdiff_t>(first + count)),
+                                   at::kLong);
+    // Each row: the candidate (a prefix position, outside the objective), then the text.
+    at::Tensor ids = at::cat({tokens.unsqueeze(1), text_ids.unsqueeze(0).expand({static_cast<std::int64_t>(count), -1})}, 1);
+    ForwardOptions fo;
+    fo.past = past;
+    fo.prefix_tokens = 1;
+    ForwardState state = model_.prepare(ids, fo);
+    at::Tensor hidden = model_.embed(ids.to(model_.device()), state);
+    at::Tensor partial = at::zeros({static_cast<std::int64_t>(count)}, at::TensorOptions().dtype(at::kDouble).device(model_.device()));
+    at::Tensor alive = tokens;  // candidate token of each surviving row
+    (void)hook->take();
+    for (int l = 0; l < layers && alive.numel() > 0; ++l) {
+      hidden = model_.run_block(l, hidden, state);
+      partial = partial + hook->take();
+      step.blocks_evaluated += alive.numel();
+      // A NaN would compare false against every bound and vanish from the ranking.
+      if (!at::isfinite(partial).all().item<bool>()) {
+        const std::int64_t bad = at::isfinite(partial).logical_not().nonzero()[0][0].item<std::int64_t>();
+        throw_error(ErrorKind::kNumerical, "prefix search: NaN or Inf in the activations of block {} behind candidate token {}", l,
+                    alive[bad].item<std::int64_t>());
+      }
+      if (!options_.prune || l + 1 == layers) continue;
+      // A row whose partial sum already exceeds the bound cannot be selected.
+      const double bound = std::min(incumbent, threshold);
+      at::Tensor keep = partial.le(bound);
+      if (keep.all().item<bool>()) continue;
+      at::Tensor rows = keep.nonzero().squeeze(1);
+      hidden = hidden.index_select(0, rows);
+      state = model_.select_rows(state, rows);
+      partial = partial.index_select(0, rows);
+      alive = alive.index_select(0, rows.cpu());
+    }
+    const at::Tensor scores = partial.cpu();
+    for (std::int64_t i = 0; i < alive.numel(); ++i) {
+      const std::int64_t token = alive[i].item<std::int64_t>();
+      const double score = scores[i].item<double>();
+      complete.emplace_back(token, score);
+      if (score < incumbent || (score == incumbent && token < incumbent_token)) {
+        incumbent = score;
+        incumbent_token = token;
+      }
+    }
+    progress.set_status(incumbent_token >= 0 ? fmt::format("best {} ({:.4g}, {:.3f} of L(prefix))", incumbent_token, incumbent,
+                                                           incumbent / step.prefix_score)
+                                             : "no candidate under the threshold yet");
+    progress.advance(static_cast<std::int64_t>(count));
+  }
+  progress.finish();
+  std::sort(complete.begin(), complete.end(), [](const auto& a, const auto& b) { return a.second != b.second ? a.second < b.second : a.first < b.first; });
+  if (complete.size() > kTopKept && options_.prune) complete.resize(kTopKept);
+  step.top = complete;
+  step.best_token = incumbent_token;
+  step.best_score = incumbent;
+  step.accepted = incumbent_token >= 0 && incumbent < threshold;
+  step.seconds = seconds_since(start);
+  return step;
+}
+
+void PrefixSearcher::save_state(const SearchResult& result) const {
+  if (options_.state_file.empty()) return;
+  const std::string text = nlohmann::json{{"options", to_json(options_)}, {"result", to_json(result)}}.dump(2) + "\n";
+  write_file_atomically(options_.state_file, [&](std::ostream& out) { out << text; });
+}
+
+SearchResult PrefixSearcher::run(bool resume) {
+  const auto start = std::chrono::steady_clock::now();
+  InterruptGuard interrupts;
+  SearchResult result;
+  result.prefix = options_.seed_prefix;
+  if (resume) {
+    if (options_.state_file.empty()) throw_error(ErrorKind::kInvalidArgument, "resume needs a search state file");
+    if (std::filesystem::exists(options_.state_file)) {
+      const nlohmann::json saved = read_json_file(options_.state_file);
+      with_context(options_.state_file, [&] {
+        if (saved.at("options") != to_json(options_))
+          throw_error(ErrorKind::kMismatch, "the saved search used other settings; remove the file or run with the same settings");
+        const auto& r = saved.at("result");
+        result.prefix = r.at("prefix").get<std::vector<std::int64_t>>();
+        for (const auto& s : r.at("steps")) result.steps.push_back(step_from_json(s));
+        result.stop_reason = r.at("stop_reason").get<std::string>();
+        result.seconds = r.at("seconds").get<double>();
+      });
+      log::info("resuming the search after step {} with prefix of {} tokens", result.steps.size(), result.prefix.size());
+      if (!result.stop_reason.empty()) return result;  // it had finished
+    }
+  }
+  // One calibration text per step, all drawn up front from the seed: a resumed search sees
+  // the same texts as an uninterrupted one.
+  CalibrationOptions texts;
+  texts.data = options_.data;
+  texts.samples = options_.max_length;
+  texts.seq_len = options_.text_tokens;
+  texts.seed = options_.seed;
+  const CalibrationSet calibration = build_calibration_set(tokenizer_, texts, options_.text_tokens, BosPolicy::kNo);
+
+  const double previous_seconds = result.seconds;
+  while (result.stop_reason.empty()) {
+    if (static_cast<std::int64_t>(result.prefix.size()) >= options_.max_length) {
+      result.stop_reason = fmt::format("reached max_length {}", options_.max_length);
+      break;
+    }
+    const std::size_t k = result.steps.size();
+    std::vector<std::int64_t> first;
+    if (!result.steps.empty())
+      for (const auto& [token, score] : result.steps.back().top) first.push_back(token);
+    SearchStep step = score_step(result.prefix, calibration.sequences[k % calibration.sequences.size()], first);
+    step.step = static_cast<int>(k + 1);
+    log::info("search step {}: best token {}, L = {:.5g} vs L(prefix) = {:.5g} ({:.3f}); {} candidates, {:.1f}% of blocks, {:.1f} s{}",
+              step.step, step.best_token >= 0 ? describe_tokens(tokenizer_, {step.best_token}) : "none", step.best_score,
+              step.prefix_score, step.best_score / step.prefix_score, step.candidates,
+              100.0 * static_cast<double>(step.blocks_evaluated) / static_cast<double>(step.blocks_exhaustive), step.seconds,
+              step.accepted ? ": accepted" : ": rejected");
+    if (step.accepted) result.prefix.push_back(step.best_token);
+    else if (step.best_token < 0)
+      result.stop_reason = fmt::format("step {}: no candidate reached tau = {} (all pruned above it)", step.step, options_.tau);
+    else
+      result.stop_reason = fmt::format("step {}: no candidate reached tau = {} (best ratio {:.3f})", step.step, options_.tau,
+                                       step.best_score / step.prefix_score);
+    result.steps.push_back(std::move(step));
+    result.seconds = previous_seconds + seconds_since(start);
+    save_state(result);
+  }
+  result.seconds = previous_seconds + seconds_since(start);
+  save_state(result);
+  return result;
+}
+
+}  // namespace cushioncache

@@ -1,0 +1,93 @@
+// CushionCache's greedy prefix search (the paper's step 1), made fast and exact:
+//   - every candidate token t is scored as L(prefix + t) on a fresh calibration text per
+//     step; the best is accepted if L < tau * L(prefix), else the search stops;
+//   - the current prefix's KV is computed once per step and shared by all candidates,
+//     which run in batches;
+//   - exact pruning: the objective is a sum of non-negative per-block terms, so after
+//     block l a candidate whose partial sum exceeds the best complete score so far (or the
+//     acceptance threshold) cannot be selected and leaves the batch. The previous step's
+//     best candidates run first, so the bound is tight early. The selected tokens are
+//     those of exhaustive search (tested).
+//   - after every step the state is saved (atomically); Ctrl-C stops between batches with
+//     the state saved, and resume continues after the last completed step.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cushioncache/model/causal_lm.h"
+#include "cushioncache/search/objective.h"
+#include "cushioncache/tokenizer/tokenizer.h"
+
+namespace cushioncache {
+
+struct SearchOptions {
+  std::vector<std::int64_t> seed_prefix;  // tokens the search starts from, e.g. {BOS}
+  std::int64_t max_length = 8;            // prefix length at most, seed included
+  double tau = 0.5;                       // accept only if L(prefix + t) < tau * L(prefix)
+  std::int64_t text_tokens = 0;           // calibration text per step; 0 = min(512, context - max_length)
+  std::string data = "c4";                // corpus name or path (io/corpus.h)
+  std::uint64_t seed = 0;
+  ObjectiveOptions objective;
+  std::int64_t batch_size = 16;           // candidates per forward (the CPU optimum, bench_search; raise on a GPU)
+  bool prune = true;
+  bool exclude_special = true;            // BOS/EOS/control tokens are never candidates
+  std::vector<std::int64_t> candidates;   // empty = the whole vocabulary
+  std::string state_file;                 // where progress is saved; empty = nowhere
+};
+
+nlohmann::json to_json(const SearchOptions& options);
+
+struct SearchStep {
+  int step = 0;
+  std::vector<std::int64_t> prefix_before;
+  double prefix_score = 0;        // L(prefix) on this step's text
+  std::int64_t best_token = -1;
+  double best_score = 0;          // L(prefix + best)
+  bool accepted = false;
+  std::int64_t candidates = 0;
+  std::int64_t blocks_evaluated = 0;   // candidate-blocks actually run
+  std::int64_t blocks_exhaustive = 0;  // candidates x layers
+  std::vector<std::pair<std::int64_t, double>> top;  // the best complete scores, lowest first
+  double seconds = 0;
+};
+
+struct SearchResult {
+  std::vector<std::int64_t> prefix;
+  std::vector<SearchStep> steps;
+  std::string stop_reason;
+  double seconds = 0;
+};
+
+nlohmann::json to_json(const SearchResult& result);
+
+class PrefixSearcher {
+ public:
+  PrefixSearcher(CausalLM& model, const Tokenizer& tokenizer, SearchOptions options);
+
+  // Runs (or, with resume, continues from options.state_file) until a step is rejected
+  // or the prefix reaches max_length.
+  SearchResult run(bool resume = false);
+
+  // One step on a given text: L(prefix) and the best candidate (all scores in `top` when
+  // exhaustive). Exposed for tests and benchmarks.
+  SearchStep score_step(const std::vector<std::int64_t>& prefix, const std::vector<std::int64_t>& text,
+                        const std::vector<std::int64_t>& first_candidates = {});
+
+  const SearchOptions& options() const { return options_; }
+
+ private:
+  double prefix_score(const KVCache* prefix_kv, const std::vector<std::int64_t>& text);
+  std::vector<std::int64_t> candidate_order(const std::vector<std::int64_t>& first) const;
+  void save_state(const SearchResult& result) const;
+
+  CausalLM& model_;
+  const Tokenizer& tokenizer_;
+  SearchOptions options_;
+  std::vector<std::int64_t> vocabulary_;
+};
+
+}  // namespace cushioncache

@@ -1,0 +1,204 @@
+#include "cushioncache/tune/prefix_tuner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <random>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <fmt/format.h>
+
+#include "cushioncache/core/error.h"
+#include "cushioncache/core/interrupt.h"
+#include "cushioncache/core/log.h"
+#include "cushioncache/core/progress.h"
+#include "cushioncache/io/safetensors.h"
+#include "cushioncache/quant/calibration.h"
+
+namespace cushioncache {
+namespace {
+
+// Adam with bias correction (Kingma & Ba), as torch.optim.Adam without weight decay;
+// its moments are part of the checkpoint.
+struct AdamState {
+  std::vector<at::Tensor> m, v;
+  std::int64_t step = 0;
+};
+
+std::vector<at::Tensor*> parameters(KVCache& prefix) {
+  std::vector<at::Tensor*> p;
+  for (auto& layer : prefix.layers) {
+    p.push_back(&layer.key);
+    p.push_back(&layer.value);
+  }
+  return p;
+}
+
+nlohmann::json log_json(const std::vector<TuningLogEntry>& log) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& e : log)
+    j.push_back({{"step", e.step}, {"epoch", e.epoch}, {"loss", e.loss}, {"cross_entropy", e.cross_entropy},
+                 {"quant_error", e.quant_error}, {"grad_norm", e.grad_norm}});
+  return j;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const TuningOptions& o) {
+  return {{"lambda", o.lambda},         {"lr", o.lr},       {"beta1", o.beta1},         {"beta2", o.beta2},   {"eps", o.eps},
+          {"epochs", o.epochs},         {"batch_size", o.batch_size}, {"seq_len", o.seq_len}, {"samples", o.samples},
+          {"data", o.data},             {"seed", o.seed},   {"grad_clip", o.grad_clip}, {"quant_error", to_json(o.quant_error)}};
+}
+
+QuantAwarePrefixTuner::QuantAwarePrefixTuner(CausalLM& model, const Tokenizer& tokenizer, TuningOptions options)
+    : model_(model), options_(std::move(options)) {
+  if (options_.epochs < 1 || options_.batch_size < 1 || options_.samples < 1 || !(options_.lr > 0) || options_.lambda < 0)
+    throw_error(ErrorKind::kInvalidConfig, "tuning needs epochs, batch_size, samples >= 1, lr > 0 and lambda >= 0");
+  CalibrationOptions data;
+  data.data = options_.data;
+  data.samples = options_.samples;
+  data.seq_len = options_.seq_len;
+  data.seed = options_.seed;
+  // The prefix takes the place of BOS: the windows carry none.
+  windows_ = build_calibration_set(tokenizer, data, model_.config().max_position_embeddings - 16, BosPolicy::kNo).sequences;
+}
+
+QuantAwarePrefixTuner::Batch QuantAwarePrefixTuner::loss_on(const KVCache& prefix, const std::vector<std::size_t>& rows, bool with_graph) {
+  std::vector<at::Tensor> seqs;
+  for (auto r : rows) seqs.push_back(at::tensor(windows_[r], at::kLong));
+  const at::Tensor ids = at::stack(seqs).to(model_.device());
+  auto objective = std::make_shared<ObjectiveHook>(options_.quant_error, /*keep_graph=*/with_graph);
+  HookHandle handle = model_.add_hook(objective);
+  ForwardOptions fo;
+  fo.past = &prefix;
+  const at::Tensor logits = model_.forward(ids, fo).logits;  // [B, T, V] float32
+  const std::int64_t V = logits.size(-1), T = ids.size(1);
+  const at::Tensor ce = at::cross_entropy_loss(logits.narrow(1, 0, T - 1).reshape({-1, V}), ids.narrow(1, 1, T - 1).reshape({-1}));
+  const at::Tensor lq = objective->take().to(at::kFloat).mean() / static_cast<double>(T);  // per token
+  const at::Tensor loss = ce + options_.lambda * lq;
+  return {loss.item<double>(), ce.item<double>(), lq.item<double>(), with_graph ? loss : at::Tensor()};
+}
+
+double QuantAwarePrefixTuner::evaluate(const KVCache& prefix) {
+  c10::NoGradGuard no_grad;
+  double total = 0;
+  std::size_t n = 0;
+  for (std::size_t first = 0; first < windows_.size(); first += static_cast<std::size_t>(options_.batch_size)) {
+    std::vector<std::size_t> rows;
+    for (std::size_t i = first; i < std::min(windows_.size(), first + static_cast<std::size_t>(options_.batch_size)); ++i) rows.push_back(i);
+    total += loss_on(prefix, rows, false).loss * static_cast<double>(rows.size());
+    n += rows.size();
+  }
+  return total / static_cast<double>(n);
+}
+
+TuningResult QuantAwarePrefixTuner::tune(const KVCache& initial, bool resume) {
+  if (initial.empty() || initial.batch_size() != 1) throw_error(ErrorKind::kInvalidArgument, "tuning needs a prefix KV of batch 1");
+  initial.check_compatible(model_.config());
+  if (initial.length() + static_cast<std::int64_t>(windows_.front().size()) > model_.config().max_position_embeddings)
+    throw_error(ErrorKind::kInvalidConfig, "tuning: prefix ({} tokens) + seq_len ({}) exceed the model's context of {}", initial.length(),
+                windows_.front().size(), model_.config().max_position_embeddings);
+  const auto start = std::chrono::steady_clock::now();
+  InterruptGuard interrupts;
+  TuningResult result;
+  KVCache prefix = initial.detached();
+  for (at::Tensor* p : parameters(prefix)) *p = p->to(at::kFloat).clone();
+  AdamState adam;
+  for (at::Tensor* p : parameters(prefix)) {
+    adam.m.push_back(at::zeros_like(*p));
+    adam.v.push_back(at::zeros_like(*p));
+  }
+  const std::int64_t steps_per_epoch = (static_cast<std::int64_t>(windows_.size()) + options_.batch_size - 1) / options_.batch_size;
+  const std::int64_t total_steps = steps_per_epoch * options_.epochs;
+
+  if (resume && !options_.checkpoint_file.empty() && std::filesystem::exists(options_.checkpoint_file)) {
+    const SafetensorsFile ckpt = SafetensorsFile::open(options_.checkpoint_file);
+    with_context(options_.checkpoint_file, [&] {
+      if (ckpt.metadata().at("options") != to_json(options_).dump())
+        throw_error(ErrorKind::kMismatch, "the checkpoint was made with other tuning settings");
+      auto params = parameters(prefix);
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        *params[i] = ckpt.load(fmt::format("param.{}", i)).to(params[i]->device());
+        adam.m[i] = ckpt.load(fmt::format("adam.m.{}", i)).to(params[i]->device());
+        adam.v[i] = ckpt.load(fmt::format("adam.v.{}", i)).to(params[i]->device());
+      }
+      adam.step = std::stoll(ckpt.metadata().at("step"));
+      const auto log = nlohmann::json::parse(ckpt.metadata().at("log"));
+      for (const auto& e : log)
+        result.log.push_back({e.at("step"), e.at("epoch"), e.at("loss"), e.at("cross_entropy"), e.at("quant_error"), e.at("grad_norm")});
+      result.loss_before = std::stod(ckpt.metadata().at("loss_before"));
+    });
+    log::info("resuming prefix tuning at step {} of {}", adam.step, total_steps);
+  } else {
+    result.loss_before = evaluate(prefix);
+  }
+
+  auto save = [&] {
+    if (options_.checkpoint_file.empty()) return;
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    auto params = parameters(prefix);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      tensors.emplace_back(fmt::format("param.{}", i), params[i]->detach());
+      tensors.emplace_back(fmt::format("adam.m.{}", i), adam.m[i]);
+      tensors.emplace_back(fmt::format("adam.v.{}", i), adam.v[i]);
+    }
+    write_safetensors(options_.checkpoint_file, tensors,
+                      {{"options", to_json(options_).dump()}, {"step", std::to_string(adam.step)}, {"log", log_json(result.log).dump()},
+                       {"loss_before", fmt::format("{:.17g}", result.loss_before)}});
+  };
+
+  Progress progress("prefix tuning", total_steps, "step");
+  progress.advance(adam.step);
+  auto params = parameters(prefix);
+  while (adam.step < total_steps) {
+    if (interrupt_requested()) {
+      save();
+      throw_if_interrupted("prefix tuning");
+    }
+    const std::int64_t epoch = adam.step / steps_per_epoch, within = adam.step % steps_per_epoch;
+    // The order of an epoch depends only on the seed and the epoch: resuming keeps it.
+    std::vector<std::size_t> order(windows_.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), std::mt19937_64(options_.seed * 1000003 + static_cast<std::uint64_t>(epoch)));
+    std::vector<std::size_t> rows(order.begin() + within * options_.batch_size,
+                                  order.begin() + std::min<std::int64_t>((within + 1) * options_.batch_size, static_cast<std::int64_t>(order.size())));
+
+    for (at::Tensor* p : params) p->requires_grad_(true);
+    Batch batch = loss_on(prefix, rows, true);
+    if (!std::isfinite(batch.loss)) throw_error(ErrorKind::kNumerical, "prefix tuning: the loss is {} at step {}", batch.loss, adam.step);
+    batch.loss_tensor.backward();
+    c10::NoGradGuard no_grad;
+    double norm_sq = 0;
+    for (at::Tensor* p : params) norm_sq += p->grad().pow(2).sum().item<double>();
+    const double norm = std::sqrt(norm_sq);
+    const double clip = options_.grad_clip > 0 && norm > options_.grad_clip ? options_.grad_clip / norm : 1.0;
+    ++adam.step;
+    const double correction1 = 1 - std::pow(options_.beta1, static_cast<double>(adam.step));
+    const double correction2 = 1 - std::pow(options_.beta2, static_cast<double>(adam.step));
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      at::Tensor g = params[i]->grad() * clip;
+      adam.m[i].mul_(options_.beta1).add_(g, 1 - options_.beta1);
+      adam.v[i].mul_(options_.beta2).addcmul_(g, g, 1 - options_.beta2);
+      at::Tensor update = (adam.m[i] / correction1) / ((adam.v[i] / correction2).sqrt() + options_.eps);
+      *params[i] = (params[i]->detach() - options_.lr * update);
+    }
+    result.log.push_back({adam.step, epoch, batch.loss, batch.cross_entropy, batch.quant_error, norm});
+    log::debug("tuning step {}: loss {:.5f} = ce {:.5f} + {} * lq {:.5f}, |grad| {:.4g}", adam.step, batch.loss, batch.cross_entropy,
+               options_.lambda, batch.quant_error, norm);
+    progress.set_status(fmt::format("loss {:.4f} (ce {:.4f}, lq {:.4g})", batch.loss, batch.cross_entropy, batch.quant_error));
+    progress.advance();
+    if (options_.checkpoint_every > 0 && adam.step % options_.checkpoint_every == 0) save();
+  }
+  progress.finish();
+  save();
+  for (at::Tensor* p : params) *p = p->detach();
+  result.loss_after = evaluate(prefix);
+  result.prefix = std::move(prefix);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace cushioncache

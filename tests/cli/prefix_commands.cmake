@@ -1,0 +1,83 @@
+# The prefix commands on stories260K, through the real executable: `baseline`, `search`
+# and `tune` write artifacts that `eval`, `generate` and `inspect` take with --prefix;
+# a prefix never changes what the text's logits mean, so generation behind the BOS
+# artifact equals plain generation; bad artifacts and configs exit with their codes.
+include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
+set(MODEL "${DATA}/models/stories260K")
+cc_require_file("${MODEL}/stories260K.bin")
+cc_require_file("${DATA}/text/wikitext-2-raw/wiki.test.gptq.txt")
+cc_require_file("${DATA}/text/c4/c4_validation_2k.jsonl")
+if(CC_SKIPPED)
+  return()
+endif()
+set(dir "${CMAKE_CURRENT_BINARY_DIR}/prefix_commands_test")
+file(REMOVE_RECURSE "${dir}")
+file(MAKE_DIRECTORY "${dir}")
+set(M --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin")
+
+cc_run(baseline ${M} --kind bos --quant w8a8-per-tensor-static --out "${dir}/bos.safetensors")
+cc_expect_rc(0 "baseline bos")
+cc_run(baseline ${M} --kind prefixquant --samples 2 --out "${dir}/pq.safetensors")
+cc_expect_rc(0 "baseline prefixquant")
+
+# One step over the whole vocabulary (stories260K accepts nothing at tau 0.5).
+cc_run(search ${M} --max-length 2 --text-tokens 64 --out "${dir}/searched.safetensors")
+cc_expect_rc(0 "search")
+if(NOT ERR MATCHES "509 candidates" OR NOT EXISTS "${dir}/searched.safetensors" OR NOT EXISTS "${dir}/searched.safetensors.search.json")
+  message(FATAL_ERROR "search did not report its step or write its files:\n${ERR}")
+endif()
+cc_run(tune ${M} --prefix "${dir}/searched.safetensors" --samples 4 --seq-len 64 --epochs 1 --out "${dir}/tuned.safetensors")
+cc_expect_rc(0 "tune")
+if(NOT EXISTS "${dir}/tuned.safetensors")
+  message(FATAL_ERROR "tune wrote no artifact:\n${OUT}\n${ERR}")
+endif()
+
+cc_run(eval ${M} --ppl wikitext2 --seq-len 128 --max-windows 2 --quant w8a8-per-tensor-static --prefix "${dir}/tuned.safetensors")
+cc_expect_rc(0 "eval --prefix")
+if(NOT OUT MATCHES "w8a8-per-tensor-static \\(static ranges from the prefix artifact\\)" OR NOT OUT MATCHES "wikitext2 +128 +2")
+  message(FATAL_ERROR "unexpected eval table:\n${OUT}")
+endif()
+cc_run(inspect ${M} --prefix "${dir}/pq.safetensors" --samples 1 --seq-len 64 --out "${dir}/inspect")
+cc_expect_rc(0 "inspect --prefix")
+
+# A prompt after the BOS artifact reads exactly as BOS + prompt: the same greedy text
+# (the prefix's positions do not count against --steps, so one step fewer).
+cc_run(generate ${M} --prompt "Once upon a time" --temperature 0 --steps 40)
+cc_expect_rc(0 "generate")
+set(plain "${OUT}")
+cc_run(generate ${M} --prompt "Once upon a time" --temperature 0 --steps 39 --prefix "${dir}/bos.safetensors")
+cc_expect_rc(0 "generate --prefix")
+if(NOT OUT STREQUAL plain)
+  message(FATAL_ERROR "generation behind the BOS artifact differs:\n${plain}\nvs\n${OUT}")
+endif()
+
+# Missing, corrupt or foreign files: exit 3, naming the file.
+cc_run(eval ${M} --ppl wikitext2 --prefix "${dir}/missing.safetensors")
+cc_expect_rc(3 "missing artifact")
+file(WRITE "${dir}/corrupt.safetensors" "not a safetensors file")
+cc_run(generate ${M} --prefix "${dir}/corrupt.safetensors")
+cc_expect_rc(3 "corrupt artifact")
+if(NOT ERR MATCHES "corrupt.safetensors")
+  message(FATAL_ERROR "the error does not name the file: ${ERR}")
+endif()
+cc_run(tune ${M} --prefix "${dir}/searched.safetensors.search.json" --out "${dir}/x.safetensors")
+cc_expect_rc(3 "a JSON file as artifact")
+cc_run(tune ${M} --prefix "${dir}/searched.safetensors" --quant sq-o3 --out "${dir}/x.safetensors")
+cc_expect_rc(4 "tuning behind SmoothQuant")
+if(EXISTS "${dir}/x.safetensors")
+  message(FATAL_ERROR "a failed tune left an artifact behind")
+endif()
+
+# Run configs: a wrong field is named, a missing model is exit 3.
+file(WRITE "${dir}/bad.yaml" "name: bad\nmodel: ${MODEL}/stories260K.bin\nsearch: {tau: 2}\n")
+cc_run(run --config "${dir}/bad.yaml" --out "${dir}/bad")
+cc_expect_rc(2 "tau out of range")
+if(NOT ERR MATCHES "search.tau")
+  message(FATAL_ERROR "the error does not name the field: ${ERR}")
+endif()
+file(WRITE "${dir}/typo.yaml" "name: typo\nmodel: ${MODEL}/stories260K.bin\nsearh: {tau: 0.4}\n")
+cc_run(run --config "${dir}/typo.yaml" --out "${dir}/typo")
+cc_expect_rc(2 "unknown field")
+file(WRITE "${dir}/nomodel.yaml" "name: nomodel\nmodel: ${dir}/no-such-model.bin\n")
+cc_run(run --config "${dir}/nomodel.yaml" --out "${dir}/nomodel")
+cc_expect_rc(3 "missing model")

@@ -1,0 +1,154 @@
+// The prefix search: pruning selects exactly what exhaustive search selects, on the real
+// stories260K model and on it with a planted sink; the planted sink token is found; and a
+// search stopped midway resumes to the same result.
+#include <ATen/ATen.h>
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <limits>
+
+#include "cushioncache/analysis/planted_sink.h"
+#include "cushioncache/core/files.h"
+#include "cushioncache/model/loader.h"
+#include "cushioncache/search/prefix_searcher.h"
+#include "support/test_support.h"
+
+namespace cc = cushioncache;
+
+namespace {
+
+std::optional<cc::testing::StoriesModel> stories() { return cc::testing::load_stories({"text/c4/c4_validation_2k.jsonl"}); }
+
+// stories260K's tokenizer: the delimiters "." "," "!" "?" are 426, 432, 443, 450; the sink
+// is the byte token <0x01> (id 4), a control byte no text contains, so only a prefix can
+// switch the outliers off.
+constexpr std::int64_t kSinkToken = 4;
+cc::PlantedSinkOptions planted_sink() {
+  cc::PlantedSinkOptions o;
+  o.sink_token = kSinkToken;
+  o.trigger_tokens = {426, 432, 443, 450};
+  return o;
+}
+
+cc::SearchOptions small_search() {
+  cc::SearchOptions o;
+  o.seed_prefix = {1};  // BOS
+  o.max_length = 3;
+  o.text_tokens = 128;
+  o.batch_size = 48;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("pruned search scores the same winner as exhaustive search", "[search]") {
+  auto s = stories();
+  if (!s) return;
+  for (bool planted : {false, true}) {
+    DYNAMIC_SECTION((planted ? "planted sink" : "stories260K")) {
+      cc::HookHandle plant;
+      if (planted) plant = s->model->add_hook(std::make_shared<cc::PlantedSinkHook>(planted_sink()));
+      cc::SearchOptions exhaustive = small_search();
+      exhaustive.prune = false;
+      cc::SearchOptions pruned = small_search();
+      const auto text = s->tokenizer->encode(cc::read_file(*cc::testing::data_file("text/wikitext-2-raw/wiki.test.raw")).substr(0, 4000),
+                                             cc::BosPolicy::kNo);
+      const std::vector<std::int64_t> window(text.begin(), text.begin() + 128);
+      cc::PrefixSearcher a(*s->model, *s->tokenizer, exhaustive), b(*s->model, *s->tokenizer, pruned);
+      const cc::SearchStep full = a.score_step({1}, window);
+      const cc::SearchStep fast = b.score_step({1}, window);
+      CHECK(full.candidates == 509);  // 512 tokens minus <unk>, <s>, </s>
+      CHECK(full.top.size() == 509);
+      CHECK(fast.best_token == full.best_token);
+      CHECK(fast.best_score == Approx(full.best_score).epsilon(1e-9));
+      CHECK(fast.prefix_score == Approx(full.prefix_score).epsilon(1e-12));
+      CHECK(fast.blocks_evaluated < full.blocks_evaluated);
+      CHECK(full.blocks_evaluated == full.blocks_exhaustive);
+      // The exhaustive ranking's head is what pruning kept.
+      CHECK(fast.top.front().first == full.top.front().first);
+      if (planted) CHECK(full.best_token == kSinkToken);
+    }
+  }
+}
+
+TEST_CASE("the search finds the planted sink token and stops", "[search]") {
+  auto s = stories();
+  if (!s) return;
+  cc::HookHandle plant = s->model->add_hook(std::make_shared<cc::PlantedSinkHook>(planted_sink()));
+  cc::SearchOptions options = small_search();
+  options.max_length = 4;
+  cc::PrefixSearcher searcher(*s->model, *s->tokenizer, options);
+  const cc::SearchResult result = searcher.run();
+  REQUIRE(result.prefix.size() >= 2);
+  CHECK(result.prefix[0] == 1);
+  CHECK(result.prefix[1] == kSinkToken);
+  CHECK(result.steps.front().accepted);
+  CHECK(result.steps.front().best_score < 0.5 * result.steps.front().prefix_score);
+  CHECK_FALSE(result.stop_reason.empty());
+
+  cc::testing::TempDir dir;
+  // With a tau no candidate reaches, pruning drops them all: the step has no best token
+  // (its score is saved as null) and the finished state must still reload.
+  options.tau = 1e-9;
+  options.state_file = (dir / "strict.json").string();
+  const cc::SearchResult strict = cc::PrefixSearcher(*s->model, *s->tokenizer, options).run();
+  REQUIRE(strict.steps.size() == 1);
+  CHECK(strict.steps[0].best_token == -1);
+  CHECK_THAT(strict.stop_reason, Catch::Contains("all pruned"));
+  const cc::SearchResult reloaded = cc::PrefixSearcher(*s->model, *s->tokenizer, options).run(/*resume=*/true);
+  CHECK(reloaded.prefix == strict.prefix);
+  CHECK(reloaded.stop_reason == strict.stop_reason);
+  CHECK(reloaded.steps[0].best_token == -1);
+}
+
+TEST_CASE("a search resumes from its state file to the same prefix", "[search]") {
+  auto s = stories();
+  if (!s) return;
+  cc::testing::TempDir dir;
+  cc::SearchOptions options = small_search();
+  options.tau = 0.99;       // accept nearly anything, so several steps run
+  options.max_length = 3;
+  options.state_file = (dir / "search.json").string();
+  const cc::SearchResult uninterrupted = cc::PrefixSearcher(*s->model, *s->tokenizer, options).run();
+  REQUIRE(uninterrupted.steps.size() >= 2);
+
+  // A state file cut after the first step, as a kill would leave it.
+  auto saved = nlohmann::json::parse(cc::read_file(options.state_file));
+  auto& steps = saved["result"]["steps"];
+  steps.erase(steps.begin() + 1, steps.end());
+  saved["result"]["prefix"] = std::vector<std::int64_t>{1, uninterrupted.prefix[1]};
+  saved["result"]["stop_reason"] = "";
+  std::ofstream(options.state_file) << saved.dump();
+  const cc::SearchResult resumed = cc::PrefixSearcher(*s->model, *s->tokenizer, options).run(/*resume=*/true);
+  CHECK(resumed.prefix == uninterrupted.prefix);
+  CHECK(resumed.steps.size() == uninterrupted.steps.size());
+
+  options.tau = 0.5;  // other settings: the state file is refused
+  cc::testing::expect_error([&] { cc::PrefixSearcher(*s->model, *s->tokenizer, options).run(true); }, cc::ErrorKind::kMismatch,
+                            {"search.json", "other settings"});
+}
+
+namespace {
+// Poisons the residual stream of block 2 wherever `token` is the first input token.
+struct NanBehindToken : cc::ActivationHook {
+  std::int64_t token;
+  explicit NanBehindToken(std::int64_t t) : token(t) {}
+  at::Tensor on_activation(const cc::SiteContext& ctx, const at::Tensor& x) override {
+    if (ctx.site != cc::Site::kBlockInput || ctx.layer != 2 || !ctx.input_ids.defined()) return x;
+    const at::Tensor rows = ctx.input_ids.select(1, 0).eq(token).to(x.device()).view({-1, 1, 1});
+    return at::where(rows, at::full_like(x, std::numeric_limits<float>::quiet_NaN()), x);
+  }
+};
+}  // namespace
+
+TEST_CASE("NaN activations behind one candidate stop the search naming the token and block", "[search]") {
+  auto s = stories();
+  if (!s) return;
+  cc::HookHandle poison = s->model->add_hook(std::make_shared<NanBehindToken>(300));
+  cc::SearchOptions options = small_search();
+  options.max_length = 2;
+  for (bool prune : {true, false}) {
+    options.prune = prune;
+    cc::testing::expect_error([&] { cc::PrefixSearcher(*s->model, *s->tokenizer, options).run(); }, cc::ErrorKind::kNumerical,
+                              {"block 2", "candidate token 300"});
+  }
+}

@@ -1,0 +1,138 @@
+// Quantization-aware prefix tuning and the artifact: on stories260K with the planted sink
+// and per-tensor static W8A8, tuning lowers the loss; an interrupted run resumes to the
+// same prefix; artifacts round-trip and refuse a different model.
+#include <ATen/ATen.h>
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <fstream>
+
+#include "cushioncache/analysis/planted_sink.h"
+#include "cushioncache/artifact/artifact.h"
+#include "cushioncache/core/files.h"
+#include "cushioncache/io/safetensors.h"
+#include "cushioncache/model/loader.h"
+#include "cushioncache/quant/quantize_model.h"
+#include "cushioncache/tune/prefix_tuner.h"
+#include "support/test_support.h"
+
+namespace cc = cushioncache;
+
+namespace {
+
+struct Setup {
+  std::filesystem::path bin;
+  std::unique_ptr<cc::Tokenizer> tokenizer;
+};
+std::optional<Setup> setup() {
+  auto files = cc::testing::stories_files({"text/c4/c4_validation_2k.jsonl"});
+  if (!files) return std::nullopt;
+  return Setup{files->bin, cc::load_tokenizer(files->tokenizer)};
+}
+
+cc::TuningOptions small_tuning() {
+  cc::TuningOptions o;
+  o.samples = 8;
+  o.seq_len = 64;
+  o.batch_size = 4;
+  o.epochs = 3;
+  o.lr = 1e-2;
+  return o;
+}
+
+// Raises SIGINT at the n-th forward pass, as Ctrl-C would.
+struct InterruptAt : cc::ActivationHook {
+  int remaining;
+  explicit InterruptAt(int n) : remaining(n) {}
+  at::Tensor on_activation(const cc::SiteContext& ctx, const at::Tensor& x) override {
+    if (ctx.layer == 0 && ctx.site == cc::Site::kBlockInput && --remaining == 0) std::raise(SIGINT);
+    return x;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("prefix tuning lowers the loss of the quantized model", "[tune]") {
+  auto s = setup();
+  if (!s) return;
+  auto model = cc::load_model(s->bin);
+  cc::PlantedSinkOptions plant;
+  plant.sink_token = 4;
+  plant.trigger_tokens = {426, 432, 443, 450};
+  cc::HookHandle planted = model->add_hook(std::make_shared<cc::PlantedSinkHook>(plant));
+  const cc::KVCache prefix = cc::compute_kv_cache(*model, {1, 4});
+  cc::QuantRecipe recipe = cc::load_recipe("w8a8-per-tensor-static");
+  recipe.calibration.samples = 8;
+  recipe.calibration.seq_len = 64;
+  const auto calibration = cc::build_calibration_set(*s->tokenizer, recipe.calibration, 510, cc::BosPolicy::kNo);
+  cc::QuantizedModel quantized(*model, recipe, &calibration, &prefix);
+
+  cc::QuantAwarePrefixTuner tuner(*model, *s->tokenizer, small_tuning());
+  const cc::TuningResult result = tuner.tune(*quantized.prefix());
+  CHECK(result.loss_after < result.loss_before);
+  CHECK(result.log.size() == 6);  // 3 epochs x 2 batches
+  for (const auto& e : result.log) {
+    CHECK(std::isfinite(e.loss));
+    CHECK(e.loss == Approx(e.cross_entropy + 0.01 * e.quant_error));
+    CHECK(e.grad_norm > 0);
+  }
+  // The tuned prefix is a new KV of the same shape; the weights did not move.
+  REQUIRE(result.prefix.layers.size() == 5);
+  CHECK(result.prefix.length() == 2);
+  CHECK(cc::testing::max_abs_diff(result.prefix.layers[3].value, quantized.prefix()->layers[3].value) > 0);
+  for (auto& [name, t] : model->named_weights()) CHECK_FALSE(t->requires_grad());
+}
+
+TEST_CASE("interrupted tuning resumes from its checkpoint to the same prefix", "[tune]") {
+  auto s = setup();
+  if (!s) return;
+  cc::testing::TempDir dir;
+  auto model = cc::load_model(s->bin);
+  const cc::KVCache prefix = cc::compute_kv_cache(*model, {1});
+  cc::TuningOptions options = small_tuning();
+  options.checkpoint_every = 1;
+  options.checkpoint_file = (dir / "tune.safetensors").string();
+  const cc::TuningResult uninterrupted = cc::QuantAwarePrefixTuner(*model, *s->tokenizer, options).tune(prefix);
+  std::filesystem::remove(options.checkpoint_file);
+
+  {
+    // evaluate() runs 2 forwards before training; stop during the 3rd training step.
+    cc::HookHandle stop = model->add_hook(std::make_shared<InterruptAt>(2 + 3));
+    cc::QuantAwarePrefixTuner tuner(*model, *s->tokenizer, options);
+    cc::testing::expect_error([&] { tuner.tune(prefix); }, cc::ErrorKind::kInterrupted, {"prefix tuning", "--resume"});
+  }
+  REQUIRE(std::filesystem::exists(options.checkpoint_file));
+  const cc::TuningResult resumed = cc::QuantAwarePrefixTuner(*model, *s->tokenizer, options).tune(prefix, /*resume=*/true);
+  CHECK(resumed.log.size() == uninterrupted.log.size());
+  for (std::size_t l = 0; l < 5; ++l) CHECK(cc::testing::max_abs_diff(resumed.prefix.layers[l].key, uninterrupted.prefix.layers[l].key) < 1e-5);
+  CHECK(resumed.loss_after == Approx(uninterrupted.loss_after).epsilon(1e-5));
+}
+
+TEST_CASE("artifacts round-trip and refuse a different model", "[artifact]") {
+  auto s = setup();
+  if (!s) return;
+  cc::testing::TempDir dir;
+  auto model = cc::load_model(s->bin);
+  cc::Artifact a = cc::make_token_artifact(*model, "bos", {1});
+  a.ranges["layers.0.attn_input.min"] = at::tensor({-1.5}, at::kFloat);
+  a.info["note"] = "round trip";
+  cc::save_artifact(a, dir / "bos.safetensors");
+
+  const cc::Artifact b = cc::load_artifact(dir / "bos.safetensors", *model);
+  CHECK(b.kind == "bos");
+  CHECK(b.tokens == std::vector<std::int64_t>{1});
+  CHECK(b.prefix.tokens.defined());
+  CHECK(b.info["note"] == "round trip");
+  CHECK(b.ranges.at("layers.0.attn_input.min").item<double>() == -1.5);
+  for (std::size_t l = 0; l < 5; ++l) CHECK(at::equal(b.prefix.layers[l].key, a.prefix.layers[l].key));
+
+  // A model with one changed weight is another model.
+  auto other = cc::load_model(s->bin);
+  for (auto& [name, t] : other->named_weights())
+    if (name == "model.layers.2.mlp.up_proj.weight") *t = *t * 1.01;
+  cc::testing::expect_error([&] { cc::load_artifact(dir / "bos.safetensors", *other); }, cc::ErrorKind::kMismatch,
+                            {"bos.safetensors", "different model", "weights"});
+  // And a file that is not an artifact is named as such.
+  cc::write_safetensors(dir / "plain.safetensors", {{"x", at::ones({2})}});
+  cc::testing::expect_error([&] { cc::load_artifact(dir / "plain.safetensors"); }, cc::ErrorKind::kCorruptInput,
+                            {"plain.safetensors", "not a CushionCache artifact"});
+}
