@@ -8,6 +8,7 @@ packages=(
   libtorch-dev
   libopenblas0-pthread   # without it Torch falls back to reference BLAS (~25x slower matmul)
   libfmt-dev libyaml-cpp-dev catch2 nlohmann-json3-dev libpcre2-dev libcli11-dev
+  libdnnl-dev            # oneDNN: the CPU INT8 GEMM (AVX-512 VNNI)
 )
 
 missing=()

@@ -9,6 +9,7 @@
 
 #include "cushioncache/core/files.h"
 #include "cushioncache/io/corpus.h"
+#include "cushioncache/kernels/int8_gemm.h"
 #include "cushioncache/eval/perplexity.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/quant/calibration.h"
@@ -377,4 +378,55 @@ TEST_CASE("a registered quantizer is selected by recipe", "[quant]") {
   // Asymmetric 8-bit over [0, 3] has scale 3/255; doubled, 1.0 lands on a multiple of 6/255.
   at::Tensor y = const_cast<cc::Quantizer*>(q.activation_quantizer(0, cc::Site::kAttnInput))->quantize(x, at::Tensor());
   CHECK(y.view({-1})[1].item<double>() == Approx(std::nearbyint(1.0 / (6.0 / 255)) * 6.0 / 255));
+}
+
+TEST_CASE("INT8 execution computes what fake quantization computes", "[quant][int8]") {
+  if (!cc::kernels::cpu_int8_gemm_available()) {
+    cc::testing::skip_test("this build has no oneDNN (install libdnnl-dev and reconfigure)");
+    return;
+  }
+  auto files = stories_files();
+  if (!files) return;
+  auto tokenizer = cc::load_tokenizer(files->tokenizer);
+  const auto tokens = tokenizer->encode(cc::load_corpus("wikitext2").text, cc::BosPolicy::kAuto);
+  c10::NoGradGuard no_grad;
+  for (const char* preset : {"w8a8-per-tensor-static", "sq-o3", "w8a8-per-tensor-dynamic"}) {
+    INFO(preset);
+    cc::QuantRecipe recipe = cc::load_recipe(preset);
+    recipe.calibration.samples = 8;
+    recipe.calibration.seq_len = 256;
+    const cc::CalibrationSet calibration = cc::build_calibration_set(*tokenizer, recipe.calibration, 512, cc::BosPolicy::kAuto);
+    auto fake_model = cc::load_model(files->bin);
+    cc::QuantizedModel fake(*fake_model, recipe, &calibration);
+    auto int8_model = cc::load_model(files->bin);
+    cc::QuantizedModel real(*int8_model, recipe, &calibration);
+    REQUIRE(real.execute_int8(*int8_model) == 5 * 7);
+
+    // Each layer alone: the kernel equals fake-quantized input times fake-quantized
+    // weight up to float rounding (exact integer sums against float ones).
+    at::manual_seed(3);
+    for (const cc::LinearRef& ref : int8_model->linears()) {
+      INFO(ref.name);
+      const at::Tensor x = at::randn({2, 33, ref.linear->weight.size(1)}) * 3.0;
+      cc::QuantParams p;
+      if (recipe.activations.mode == cc::RangeMode::kStatic) {
+        const auto state = real.activation_quantizer(ref.layer, ref.input_site)->state();
+        p = cc::params_for_range(state.at("min"), state.at("max"), recipe.activations);
+      } else {  // one range per sequence
+        p = cc::params_for_range(x.amin({1, 2}, true), x.amax({1, 2}, true), recipe.activations);
+      }
+      const at::Tensor expected = at::linear(cc::fake_quantize(x, p), ref.linear->weight, ref.linear->bias);
+      const at::Tensor got = ref.linear->kernel->forward(x);
+      CHECK((got - expected).abs().max().item<double>() <= 1e-5 * expected.abs().max().item<double>() + 1e-6);
+    }
+
+    // The whole model: the same up to those roundings, which now and then move a value
+    // across a rounding boundary of a later quantizer (one step of one element).
+    const double ppl_fake = wikitext_ppl(*fake_model, tokens), ppl_int8 = wikitext_ppl(*int8_model, tokens);
+    CHECK(std::abs(ppl_int8 - ppl_fake) / ppl_fake < 2e-3);
+  }
+
+  auto model = cc::load_model(files->bin);
+  cc::QuantizedModel per_token(*model, cc::load_recipe("w8a8-per-token-dynamic"), nullptr);
+  cc::testing::expect_error([&] { per_token.execute_int8(*model); }, cc::ErrorKind::kUnsupported, {"per-token", "INT8"});
 }

@@ -57,6 +57,11 @@ std::vector<VariantResult> evaluate_variants(const ModelFactory& load_model, con
       if (ranges != nullptr) log::info("variant {}: static ranges from the prefix artifact", recipe.name);
       if (ranges != nullptr) result.calibration += (result.calibration.empty() ? "" : "; ") + std::string("static ranges from the prefix artifact");
       quantized = std::make_unique<QuantizedModel>(*model, recipe, calibration, float_prefix_ptr, ranges);
+      if (plan.int8_execution) {
+        quantized->execute_int8(*model);
+        result.execution = "int8";
+        result.label += " [int8]";
+      }
       evaluation.prefix = quantized->prefix();
     } else {
       evaluation.prefix = float_prefix_ptr;
@@ -75,6 +80,7 @@ nlohmann::json to_json(const std::vector<VariantResult>& results) {
     run["variant"] = r.label;
     run["recipe"] = r.recipe;
     if (!r.calibration.empty()) run["calibration"] = r.calibration;
+    if (!r.recipe.is_null()) run["execution"] = r.execution;
     runs.push_back(run);
   }
   nlohmann::json model = results.empty() ? nlohmann::json() : results.front().report.model;
@@ -92,7 +98,7 @@ std::string format_variants_table(const std::vector<VariantResult>& results) {
                        format_table(only.report));
   }
   auto number = [](double v) { return std::abs(v) < 1e6 ? fmt::format("{:.3f}", v) : fmt::format("{:.3e}", v); };
-  std::string header = fmt::format("{:<26}", "variant");
+  std::string header = fmt::format("{:<32}", "variant");
   const EvalReport& first = results.front().report;
   for (const auto& c : first.perplexity) header += fmt::format(" {:>12}", c.corpus + " ppl");
   for (const auto& t : first.tasks) {
@@ -101,7 +107,7 @@ std::string format_variants_table(const std::vector<VariantResult>& results) {
   }
   std::string out = header + "\n";
   for (const auto& r : results) {
-    std::string row = fmt::format("{:<26}", r.label);
+    std::string row = fmt::format("{:<32}", r.label);
     for (const auto& c : r.report.perplexity) row += fmt::format(" {:>12}", number(c.result.perplexity));
     for (const auto& t : r.report.tasks) {
       const auto& m = t.metrics.size() > 1 && t.metrics[1].name == "acc_norm" ? t.metrics[1] : t.metrics[0];

@@ -23,6 +23,7 @@ struct VariantResult {
   std::string label;      // "float" or the recipe's name
   nlohmann::json recipe;  // null for float
   std::string calibration;
+  std::string execution = "fake";  // "fake" (fake quantization) or "int8" (the INT8 kernels)
   EvalReport report;
 };
 
@@ -33,6 +34,9 @@ struct VariantPlan {
   // used for a variant of the recipe they were calibrated for, instead of calibrating.
   const Artifact* prefix = nullptr;
   std::string prefix_description;
+  // Quantized variants run on the INT8 kernels (QuantizedModel::execute_int8) instead of
+  // fake quantization; a recipe the kernels cannot run is kUnsupported.
+  bool int8_execution = false;
 };
 
 using ModelFactory = std::function<std::unique_ptr<CausalLM>()>;

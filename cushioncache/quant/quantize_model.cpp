@@ -1,11 +1,16 @@
 #include "cushioncache/quant/quantize_model.h"
 
+#include <optional>
+#include <set>
+
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
 
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
+#include "cushioncache/kernels/int8_gemm.h"
+#include "cushioncache/quant/int8_linear.h"
 #include "cushioncache/quant/smoothquant.h"
 
 namespace cushioncache {
@@ -16,11 +21,13 @@ namespace cushioncache {
 class QuantizationHook : public ActivationHook {
  public:
   std::map<SiteKey, std::unique_ptr<Quantizer>> quantizers;
+  std::set<SiteKey> kernel_sites;  // quantized inside the INT8 kernels that read them
   bool calibrating = false;
 
   at::Tensor on_activation(const SiteContext& ctx, const at::Tensor& x) override {
     auto it = quantizers.find({ctx.layer, ctx.site});
     if (it == quantizers.end()) return x;
+    if (!calibrating && kernel_sites.count({ctx.layer, ctx.site}) > 0) return x;
     const bool per_head = x.dim() == 4;
     at::Tensor canonical = per_head ? x.transpose(1, 2).reshape({x.size(0), x.size(2), -1}) : x;
     const at::Tensor mask = ctx.all_text ? at::Tensor() : ctx.text_mask;
@@ -118,6 +125,33 @@ std::map<std::string, at::Tensor> QuantizedModel::ranges() const {
   for (const auto& [key, q] : hook_->quantizers)
     for (const auto& [name, t] : q->state()) out[q->name() + "." + name] = t;
   return out;
+}
+
+std::size_t QuantizedModel::execute_int8(CausalLM& model) {
+  if (!recipe_.weights.enabled() || !recipe_.activations.enabled())
+    throw_error(ErrorKind::kUnsupported, "recipe '{}': INT8 execution needs quantized weights and activations", recipe_.name);
+  if (const std::string why = int8_execution_blocker(recipe_.weights, recipe_.activations, recipe_.quantizer); !why.empty())
+    throw_error(ErrorKind::kUnsupported, "recipe '{}' cannot run on the INT8 kernels: {}", recipe_.name, why);
+  if (!kernels::cpu_int8_gemm_available())
+    throw_error(ErrorKind::kUnsupported, "INT8 execution needs oneDNN (libdnnl-dev); this build was configured without it");
+  std::size_t switched = 0;
+  for (const LinearRef& ref : model.linears()) {
+    const auto it = hook_->quantizers.find({ref.layer, ref.input_site});
+    if (it == hook_->quantizers.end()) continue;
+    std::optional<QuantParams> static_input;
+    if (recipe_.activations.mode == RangeMode::kStatic) {
+      const auto state = it->second->state();
+      if (!state.count("min") || !state.count("max"))
+        throw_error(ErrorKind::kInvalidArgument, "{}: no calibrated range for INT8 execution", it->second->name());
+      static_input = params_for_range(state.at("min"), state.at("max"), recipe_.activations);
+    }
+    ref.linear->kernel = std::make_shared<Int8LinearKernel>(ref.linear->weight, ref.linear->bias, recipe_.weights,
+                                                            recipe_.activations, static_input);
+    hook_->kernel_sites.insert(it->first);
+    ++switched;
+  }
+  log::info("{}: {} linear layers run on the INT8 kernels", recipe_.name, switched);
+  return switched;
 }
 
 void QuantizedModel::set_ranges(const std::map<std::string, at::Tensor>& ranges) {

@@ -50,6 +50,14 @@ class QuantizedModel {
   std::map<std::string, at::Tensor> ranges() const;
   void set_ranges(const std::map<std::string, at::Tensor>& ranges);
 
+  // Real W8A8 execution: every linear inside the blocks of `model` (the model this object
+  // quantized) runs on the INT8 kernels (quant/int8_linear.h) with the weights as int8
+  // and its input quantized by the kernel with the calibrated (or dynamic) per-tensor
+  // parameters, in place of fake quantization at those sites. Same results up to float
+  // rounding. kUnsupported saying why when the recipe does not fit the kernels (see
+  // int8_execution_blocker) or the model is not on CPU. Returns the linears switched.
+  std::size_t execute_int8(CausalLM& model);
+
  private:
   QuantRecipe recipe_;
   std::map<int, at::Tensor> value_scales_;  // layer -> o_proj smoothing scale per value channel

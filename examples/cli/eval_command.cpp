@@ -15,7 +15,7 @@ namespace cushioncache::cli {
 void add_eval_command(CLI::App& app) {
   struct Flags {
     ModelFlags model;
-    std::string out, bos, prefix_text, prefix;
+    std::string out, bos, prefix_text, prefix, exec = "fake";
     std::vector<std::string> ppl, tasks, quant;
     EvaluationPlan plan;
   };
@@ -31,6 +31,10 @@ void add_eval_command(CLI::App& app) {
                   "variants to evaluate, in order: float, a preset (w8a8-per-tensor-static, w8a8-per-tensor-dynamic, "
                   "w8a8-per-token-dynamic, sq-o3, sq-o2, sq-o1), a recipe .yaml, or all (float + every preset); default float")
       ->delimiter(',');
+  cmd->add_option("--exec", flags->exec,
+                  "fake: fake quantization; int8: quantized variants run on the INT8 kernels (8-bit per-tensor activations, "
+                  "8-bit symmetric weights; CPU, oneDNN)")
+      ->capture_default_str()->check(CLI::IsMember({"fake", "int8"}));
   cmd->add_option("--seq-len", flags->plan.seq_len, "perplexity window (default: min(2048, context - prefix))")->check(CLI::PositiveNumber);
   cmd->add_option("--max-windows", flags->plan.max_windows, "evaluate at most N windows per corpus")->check(CLI::PositiveNumber);
   cmd->add_option("--limit", flags->plan.limit, "first N items of each task")->check(CLI::PositiveNumber);
@@ -63,6 +67,7 @@ void add_eval_command(CLI::App& app) {
       }
     }
     if (plan.variants.empty()) plan.variants = {"float"};
+    plan.int8_execution = flags->exec == "int8";
 
     auto tokenizer = flags->model.load_tokenizer();
     std::optional<Artifact> prefix;

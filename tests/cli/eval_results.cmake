@@ -53,3 +53,22 @@ if(NOT ERR MATCHES "nosuchtask")
 endif()
 cc_run(eval --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --seq-len 0)
 cc_expect_rc(2 "zero --seq-len")
+
+# Real INT8 execution (--exec int8): the row says so, the JSON records it; a recipe the
+# kernels cannot run (per-token activations) is unsupported, exit 4, naming why.
+if(CC_HAVE_ONEDNN)
+  cc_run(eval --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --ppl wikitext2 --seq-len 256
+         --max-windows 2 --quant w8a8-per-tensor-static --exec int8 --out "${out}")
+  cc_expect_rc(0 "eval --exec int8")
+  file(READ "${out}" json)
+  string(JSON execution GET "${json}" runs 0 execution)
+  if(NOT OUT MATCHES "w8a8-per-tensor-static \\[int8\\]" OR NOT execution STREQUAL "int8")
+    message(FATAL_ERROR "eval --exec int8: execution=${execution}\n${OUT}")
+  endif()
+  cc_run(eval --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --max-windows 2
+         --quant w8a8-per-token-dynamic --exec int8)
+  cc_expect_rc(4 "per-token activations on the INT8 kernels")
+  if(NOT ERR MATCHES "per-token")
+    message(FATAL_ERROR "the error does not say why:\n${ERR}")
+  endif()
+endif()
