@@ -32,6 +32,11 @@ void skip_test(const std::string& why) {
   WARN("SKIPPED: " << why);
 }
 
+void skip_without_hardware(const std::string& why) {
+  ++skips();
+  WARN("SKIPPED: " << why);
+}
+
 std::optional<fs::path> data_file(std::string_view relative) {
   if (auto found = find_data(relative)) return found;
   skip_test(fmt::format("{} not found under {} (set CC_DATA_DIR)", relative, data_dir().string()));

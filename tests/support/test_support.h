@@ -23,6 +23,8 @@ namespace cushioncache::testing {
 
 int skipped_count();
 void skip_test(const std::string& why);
+// For missing hardware (a GPU): a skip even under CC_REQUIRE_DATA=1, since CI has none.
+void skip_without_hardware(const std::string& why);
 
 // The file under the shared data folder, or nullopt after recording a skip (or failing,
 // when CC_REQUIRE_DATA=1).

@@ -1,0 +1,19 @@
+#include "cushioncache/kernels/cuda/cuda_check.h"
+
+#include <cuda_runtime_api.h>
+
+#include "cushioncache/core/error.h"
+
+namespace cushioncache::kernels::cuda {
+
+void fail_invalid_argument(const char* what) { throw_error(ErrorKind::kInvalidArgument, "{}", what); }
+
+void check_cuda(int code, const char* what) {
+  if (code == 0) return;
+  const auto error = static_cast<cudaError_t>(code);
+  const bool no_device = error == cudaErrorNoDevice || error == cudaErrorInsufficientDriver;
+  throw_error(no_device ? ErrorKind::kUnsupported : ErrorKind::kInternal, "{}: CUDA error {} ({})", what, cudaGetErrorName(error),
+              cudaGetErrorString(error));
+}
+
+}  // namespace cushioncache::kernels::cuda

@@ -1,0 +1,11 @@
+// Errors from CUDA code, raised as cushioncache::Error by host-compiled code (the .cu
+// files stay free of fmt and the error machinery, which nvcc need not see).
+#pragma once
+
+namespace cushioncache::kernels::cuda {
+
+[[noreturn]] void fail_invalid_argument(const char* what);
+// Throws kUnsupported (no device, no driver) or kInternal naming `what` unless code == 0.
+void check_cuda(int code, const char* what);
+
+}  // namespace cushioncache::kernels::cuda
