@@ -14,10 +14,12 @@
 #include "cushioncache/core/log.h"
 #include "cushioncache/core/tensor_options.h"
 #include "cushioncache/core/yaml_fields.h"
+#include "cushioncache/kernels/int8_gemm.h"
 #include "cushioncache/model/identity.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/pipeline/prefix_artifacts.h"
 #include "cushioncache/pipeline/quantized_eval.h"
+#include "cushioncache/quant/int8_linear.h"
 #include "cushioncache/quant/recipe.h"
 
 namespace cushioncache {
@@ -87,6 +89,9 @@ RunConfig load_run_config(const std::string& path) {
   c.device = f.optional<std::string>("device").value_or("cpu");
   c.dtype = f.optional<std::string>("dtype").value_or("auto");
   c.quant = f.optional<std::string>("quant").value_or(c.quant);
+  c.exec = f.optional<std::string>("exec").value_or(c.exec);
+  if (c.exec != "fake" && c.exec != "int8")
+    throw_error(ErrorKind::kInvalidConfig, "{}: 'exec' must be fake or int8, not '{}'", f.where("exec"), c.exec);
   if (YAML::Node p = f.child("planted_sink"); p && !p.IsNull()) {
     YamlFields s(p, path, "planted_sink");
     PlantedSinkOptions o;
@@ -174,7 +179,14 @@ RunConfig load_run_config(const std::string& path) {
   with_context(path, [&] {
     (void)parse_device(c.device);
     if (c.dtype != "auto") (void)parse_float_dtype(c.dtype);
-    (void)load_recipe(c.quant);
+    const QuantRecipe recipe = load_recipe(c.quant);
+    if (c.exec == "int8") {
+      // Before any work: a recipe the INT8 kernels cannot run would fail hours in.
+      if (const std::string why = int8_execution_blocker(recipe.weights, recipe.activations, recipe.quantizer); !why.empty())
+        throw_error(ErrorKind::kUnsupported, "exec: int8: recipe '{}' cannot run on the INT8 kernels: {}", recipe.name, why);
+      if (!kernels::cpu_int8_gemm_available())
+        throw_error(ErrorKind::kUnsupported, "exec: int8 needs oneDNN (libdnnl-dev); this build was configured without it");
+    }
   });
   return c;
 }
@@ -186,6 +198,7 @@ nlohmann::json to_json(const RunConfig& c) {
                       {"device", c.device},
                       {"dtype", c.dtype},
                       {"quant", c.quant},
+                      {"exec", c.exec},
                       {"eval", {{"ppl", c.eval.corpora}, {"tasks", c.eval.tasks}, {"seq_len", c.eval.seq_len}, {"max_windows", c.eval.max_windows},
                                 {"limit", c.eval.limit}, {"batch_size", c.eval.task_batch_size}, {"ppl_batch_size", c.eval.ppl_batch_size}}},
                       {"baselines", c.baselines},
@@ -273,6 +286,7 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
   auto evaluate_rows = [&](const std::string& setting, const std::vector<std::string>& variants, const Artifact* prefix) {
     VariantPlan plan;
     plan.variants = variants;
+    plan.int8_execution = config.exec == "int8";
     plan.evaluation = config.eval;
     plan.prefix = prefix;
     const std::string prefix_label = prefix == nullptr ? "—" : fmt::format("{} ({} token{})", prefix->kind, prefix->tokens.size(), prefix->tokens.size() == 1 ? "" : "s");

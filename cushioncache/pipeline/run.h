@@ -25,6 +25,7 @@ struct RunConfig {
   std::string model, tokenizer;  // "$data/..." is the shared data folder
   std::string device = "cpu", dtype = "auto";
   std::string quant = "w8a8-per-tensor-static";  // the recipe the prefixes are judged under
+  std::string exec = "fake";  // "int8": quantized evaluation rows run on the INT8 kernels
   std::optional<PlantedSinkOptions> planted_sink;
   EvaluationPlan eval;
   std::vector<std::string> baselines = {"bos", "prefixquant"};

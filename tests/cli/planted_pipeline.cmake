@@ -2,7 +2,8 @@
 # weights plus a sink mechanism keyed to token 4), through `cushioncache run`: per-tensor
 # static W8A8 collapses without a prefix, the search finds the planted token, the tuner
 # lowers its loss, and with the CushionCache prefix W8A8 perplexity is within 5% of float
-# (float behind the same prefix, which is the model the prefix serves).
+# (float behind the same prefix, which is the model the prefix serves). Where oneDNN is
+# built in, the W8A8 rows run on the real INT8 kernels (exec: int8).
 include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
 set(MODEL "${DATA}/models/stories260K")
 cc_require_file("${MODEL}/stories260K.bin")
@@ -13,6 +14,12 @@ if(CC_SKIPPED)
 endif()
 
 # configs/planted-outlier.yaml, shortened to fit a test.
+set(exec fake)
+set(label w8a8-per-tensor-static)
+if(CC_HAVE_ONEDNN)
+  set(exec int8)
+  set(label "w8a8-per-tensor-static [int8]")
+endif()
 set(dir "${CMAKE_CURRENT_BINARY_DIR}/planted_pipeline_test")
 file(REMOVE_RECURSE "${dir}")
 file(MAKE_DIRECTORY "${dir}")
@@ -21,6 +28,7 @@ name: planted-test
 model: ${MODEL}/stories260K.bin
 tokenizer: ${MODEL}/tok512.bin
 quant: w8a8-per-tensor-static
+exec: ${exec}
 planted_sink: {sink_token: 4, trigger_tokens: [426, 432, 443, 450], from_layer: 1, channel: 17, value: 1000}
 eval: {ppl: [wikitext2], max_windows: 40, tasks: []}
 baselines: [bos]
@@ -46,11 +54,11 @@ foreach(i RANGE ${last})
   message("${setting}: ${ppl}")
   if(setting STREQUAL "no prefix, float")
     set(float "${ppl}")
-  elseif(setting STREQUAL "no prefix, w8a8-per-tensor-static")
+  elseif(setting STREQUAL "no prefix, ${label}")
     set(static "${ppl}")
   elseif(setting STREQUAL "CushionCache, float")
     set(cc_float "${ppl}")
-  elseif(setting STREQUAL "CushionCache, w8a8-per-tensor-static")
+  elseif(setting STREQUAL "CushionCache, ${label}")
     set(cc_static "${ppl}")
   endif()
 endforeach()
