@@ -6,12 +6,16 @@
 #include <csignal>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "cushioncache/analysis/planted_sink.h"
 #include "cushioncache/artifact/artifact.h"
 #include "cushioncache/core/files.h"
 #include "cushioncache/io/safetensors.h"
 #include "cushioncache/model/loader.h"
+#include "cushioncache/pipeline/prefix_artifacts.h"
 #include "cushioncache/quant/quantize_model.h"
+#include "cushioncache/quant/recipe.h"
 #include "cushioncache/tune/prefix_tuner.h"
 #include "support/test_support.h"
 
@@ -135,4 +139,32 @@ TEST_CASE("artifacts round-trip and refuse a different model", "[artifact]") {
   cc::write_safetensors(dir / "plain.safetensors", {{"x", at::ones({2})}});
   cc::testing::expect_error([&] { cc::load_artifact(dir / "plain.safetensors"); }, cc::ErrorKind::kCorruptInput,
                             {"plain.safetensors", "not a CushionCache artifact"});
+}
+
+TEST_CASE("search and tuning write byte-identical artifacts from the same settings", "[tune][artifact]") {
+  auto s = setup();
+  if (!s) return;
+  cc::testing::TempDir dir;
+  const cc::ModelFactory load = [&] { return cc::load_model(s->bin); };
+  cc::SearchOptions search;
+  search.seed_prefix = {1};
+  search.max_length = 2;
+  search.text_tokens = 64;
+  search.tau = 0.99;  // accept the step, so the artifact holds a searched token
+  cc::QuantRecipe recipe = cc::load_recipe("w8a8-per-tensor-static");
+  recipe.calibration.samples = 4;
+  recipe.calibration.seq_len = 128;
+  std::vector<std::string> bytes;
+  for (int run = 0; run < 2; ++run) {
+    auto model = load();
+    const cc::Artifact searched = cc::search_prefix_artifact(*model, *s->tokenizer, search, /*resume=*/false);
+    REQUIRE(searched.tokens.size() == 2);
+    const cc::Artifact tuned = cc::tune_prefix_artifact(load, *s->tokenizer, searched, recipe, small_tuning(), /*resume=*/false);
+    const auto path = dir / fmt::format("run{}.safetensors", run);
+    cc::save_artifact(tuned, path);
+    bytes.push_back(cc::read_file(path));
+  }
+  CHECK(bytes[0].size() == bytes[1].size());
+  const bool identical = bytes[0] == bytes[1];  // a bool: Catch would print both files
+  CHECK(identical);
 }

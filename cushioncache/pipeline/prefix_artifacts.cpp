@@ -6,6 +6,21 @@
 #include "cushioncache/quant/quantize_model.h"
 
 namespace cushioncache {
+namespace {
+
+// Artifacts hold no wall times, so the same settings and seed write the same bytes
+// (timings live in the state files and the run report).
+nlohmann::json without_wall_times(nlohmann::json j) {
+  if (j.is_object()) {
+    j.erase("seconds");
+    for (auto& [key, value] : j.items()) value = without_wall_times(value);
+  } else if (j.is_array()) {
+    for (auto& value : j) value = without_wall_times(value);
+  }
+  return j;
+}
+
+}  // namespace
 
 Artifact search_prefix_artifact(CausalLM& float_model, const Tokenizer& tokenizer, const SearchOptions& options, bool resume,
                                 SearchResult* result) {
@@ -13,7 +28,7 @@ Artifact search_prefix_artifact(CausalLM& float_model, const Tokenizer& tokenize
   const SearchResult r = searcher.run(resume);
   if (r.prefix.empty()) throw_error(ErrorKind::kInvalidArgument, "the search accepted no token and had no seed prefix: no prefix to save");
   Artifact a = make_token_artifact(float_model, "cushioncache", r.prefix);
-  a.info["search"] = {{"options", to_json(options)}, {"result", to_json(r)}};
+  a.info["search"] = {{"options", to_json(options)}, {"result", without_wall_times(to_json(r))}};
   if (result != nullptr) *result = r;
   return a;
 }
@@ -72,7 +87,7 @@ Artifact tune_prefix_artifact(const ModelFactory& load, const Tokenizer& tokeniz
   nlohmann::json log = nlohmann::json::array();
   for (const auto& e : r.log) log.push_back({e.step, e.loss, e.cross_entropy, e.quant_error, e.grad_norm});
   tuned.info["tuning"] = {{"options", to_json(options)}, {"recipe", recipe.name},  {"loss_before", r.loss_before},
-                          {"loss_after", r.loss_after},  {"seconds", r.seconds},   {"log_columns", {"step", "loss", "cross_entropy", "quant_error", "grad_norm"}},
+                          {"loss_after", r.loss_after},  {"log_columns", {"step", "loss", "cross_entropy", "quant_error", "grad_norm"}},
                           {"log", log}};
   calibrate_artifact_ranges(load, tokenizer, tuned, recipe);
   if (result != nullptr) *result = r;
