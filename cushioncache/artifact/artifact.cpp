@@ -96,20 +96,24 @@ Artifact load_artifact(const std::filesystem::path& path) {
   });
 }
 
-Artifact load_artifact(const std::filesystem::path& path, CausalLM& model) {
-  Artifact a = load_artifact(path);
+void bind_artifact(Artifact& a, CausalLM& model, const std::string& source) {
   const ModelIdentity here = identify(model);
   if (!(a.identity == here))
     throw_error(ErrorKind::kMismatch,
-                "{}: made for a different model ({}, config {}, weights {}); this model is {}, config {}, weights {}", path.string(),
+                "{}: made for a different model ({}, config {}, weights {}); this model is {}, config {}, weights {}", source,
                 a.identity.model_type, a.identity.config_hash, a.identity.fingerprint, here.model_type, here.config_hash,
                 here.fingerprint);
-  with_context(path.string(), [&] { a.prefix.check_compatible(model.config()); });
+  with_context(source, [&] { a.prefix.check_compatible(model.config()); });
   for (auto& layer : a.prefix.layers) {
     layer.key = layer.key.to(model.device(), model.dtype());
     layer.value = layer.value.to(model.device(), model.dtype());
   }
   a.prefix.tokens = a.prefix.tokens.to(model.device());
+}
+
+Artifact load_artifact(const std::filesystem::path& path, CausalLM& model) {
+  Artifact a = load_artifact(path);
+  bind_artifact(a, model, path.string());
   return a;
 }
 

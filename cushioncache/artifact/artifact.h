@@ -46,9 +46,12 @@ Artifact make_token_artifact(CausalLM& float_model, std::string kind, const std:
 // Atomic (a temporary file, then a rename).
 void save_artifact(const Artifact& artifact, const std::filesystem::path& path);
 
-// Reads and checks the file; with a model, also its identity (kMismatch naming both
-// models when they differ) and moves the KV to the model's device and dtype.
+// Reads and checks the file; with a model, also binds it to the model (below).
 Artifact load_artifact(const std::filesystem::path& path);
 Artifact load_artifact(const std::filesystem::path& path, CausalLM& float_model);
+
+// Checks that `artifact` belongs to `float_model` (kMismatch naming both models and
+// `source`, e.g. the file) and moves its KV to the model's device and dtype.
+void bind_artifact(Artifact& artifact, CausalLM& float_model, const std::string& source);
 
 }  // namespace cushioncache

@@ -64,11 +64,11 @@ Artifact tune_prefix_artifact(const ModelFactory& load, const Tokenizer& tokeniz
     throw_error(ErrorKind::kUnsupported, "tuning behind a SmoothQuant recipe ('{}'): the tuned values would be in the smoothed basis; "
                 "tune with the recipe without smoothquant", recipe.name);
   auto model = load();
-  const ModelIdentity identity = identify(*model);
-  if (!(identity == start.identity)) throw_error(ErrorKind::kMismatch, "the prefix to tune was made for a different model");
-  const std::int64_t room = model->config().max_position_embeddings - start.prefix.length();
+  Artifact bound = start;
+  bind_artifact(bound, *model, "the prefix to tune");
+  const std::int64_t room = model->config().max_position_embeddings - bound.prefix.length();
   const CalibrationSet calibration = build_calibration_set(tokenizer, recipe.calibration, room, BosPolicy::kNo);
-  QuantizedModel quantized(*model, recipe, &calibration, &start.prefix);
+  QuantizedModel quantized(*model, recipe, &calibration, &bound.prefix);
   QuantAwarePrefixTuner tuner(*model, tokenizer, options);
   const TuningResult r = tuner.tune(*quantized.prefix(), resume);
   log::info("tuning: loss {:.5f} -> {:.5f} over {} steps ({:.1f} s)", r.loss_before, r.loss_after, r.log.size(), r.seconds);
@@ -79,7 +79,7 @@ Artifact tune_prefix_artifact(const ModelFactory& load, const Tokenizer& tokeniz
   tuned.identity = start.identity;
   tuned.info = start.info;
   tuned.prefix = r.prefix;
-  tuned.prefix.tokens = start.prefix.tokens;
+  tuned.prefix.tokens = bound.prefix.tokens;
   for (auto& layer : tuned.prefix.layers) {  // stored like a computed prefix: the model's dtype
     layer.key = layer.key.to(model->dtype());
     layer.value = layer.value.to(model->dtype());

@@ -34,7 +34,7 @@ class Int8LinearKernel : public LinearKernel {
   at::Tensor w_scales_;  // [out] or [1] float32
   at::Tensor bias_;      // [out] float32 or undefined
   QuantSpec input_spec_;
-  std::optional<QuantParams> static_input_;
+  std::optional<QuantParams> static_input_;  // scale and zero-point tensors of one element
 };
 
 // Why a recipe cannot run on the INT8 kernels (empty when it can): 8-bit symmetric

@@ -128,8 +128,6 @@ std::map<std::string, at::Tensor> QuantizedModel::ranges() const {
 }
 
 std::size_t QuantizedModel::execute_int8(CausalLM& model) {
-  if (!recipe_.weights.enabled() || !recipe_.activations.enabled())
-    throw_error(ErrorKind::kUnsupported, "recipe '{}': INT8 execution needs quantized weights and activations", recipe_.name);
   if (const std::string why = int8_execution_blocker(recipe_.weights, recipe_.activations, recipe_.quantizer); !why.empty())
     throw_error(ErrorKind::kUnsupported, "recipe '{}' cannot run on the INT8 kernels: {}", recipe_.name, why);
   if (!kernels::cpu_int8_gemm_available())

@@ -171,17 +171,19 @@ SearchStep PrefixSearcher::score_step(const std::vector<std::int64_t>& prefix, c
       hidden = model_.run_block(l, hidden, state);
       partial = partial + hook->take();
       step.blocks_evaluated += alive.numel();
-      // A NaN would compare false against every bound and vanish from the ranking.
-      if (!at::isfinite(partial).all().item<bool>()) {
-        const std::int64_t bad = at::isfinite(partial).logical_not().nonzero()[0][0].item<std::int64_t>();
+      // A row whose partial sum already exceeds the bound cannot be selected. A NaN would
+      // compare false against every bound and vanish from the ranking, so it stops the
+      // search instead; both verdicts come back in one device sync.
+      const bool prunes_here = options_.prune && l + 1 < layers;
+      const at::Tensor finite = at::isfinite(partial);
+      const at::Tensor keep = prunes_here ? partial.le(std::min(incumbent, threshold)) : finite;
+      const at::Tensor verdict = at::stack({finite.all(), keep.all()}).cpu();
+      if (!verdict[0].item<bool>()) {
+        const std::int64_t bad = finite.logical_not().nonzero()[0][0].item<std::int64_t>();
         throw_error(ErrorKind::kNumerical, "prefix search: NaN or Inf in the activations of block {} behind candidate token {}", l,
                     alive[bad].item<std::int64_t>());
       }
-      if (!options_.prune || l + 1 == layers) continue;
-      // A row whose partial sum already exceeds the bound cannot be selected.
-      const double bound = std::min(incumbent, threshold);
-      at::Tensor keep = partial.le(bound);
-      if (keep.all().item<bool>()) continue;
+      if (!prunes_here || verdict[1].item<bool>()) continue;
       at::Tensor rows = keep.nonzero().squeeze(1);
       hidden = hidden.index_select(0, rows);
       state = model_.select_rows(state, rows);

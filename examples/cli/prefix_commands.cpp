@@ -95,7 +95,7 @@ void add_tune_command(CLI::App& app) {
     auto tokenizer = flags->model.load_tokenizer();
     const QuantRecipe recipe = load_recipe(flags->quant);
     const ModelFactory load = [&] { return flags->model.load_model(); };
-    const Artifact start = load_artifact(flags->prefix, *load());
+    const Artifact start = load_artifact(flags->prefix);  // bound to the model (and checked) by the tuning
     const Artifact tuned = tune_prefix_artifact(load, *tokenizer, start, recipe, options, flags->resume);
     save_artifact(tuned, flags->out);
     print_prefix(tuned, *tokenizer, flags->out);
