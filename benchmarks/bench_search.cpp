@@ -8,9 +8,12 @@
 //      a subset of the vocabulary (--llama-candidates), to keep the run in minutes,
 // each as exhaustive one-candidate-at-a-time, batched, and batched + pruning, in one run.
 // All three must decide the same (the accepted token, or none when no candidate reaches
-// tau = 0.5); the blocks run and candidates/s show what each costs.
+// tau = 0.5); the blocks run and candidates/s show what each costs. Each row also shows
+// the process's peak resident memory during the step (CPU) and the working memory the
+// search budgets per candidate (candidate_working_bytes, what --max-memory divides);
+// with --max-memory the batched rows run with the batch that budget allows.
 //
-//   bench_search [--batch-size 16] [--text-tokens 500] [--llama-candidates 256]
+//   bench_search [--batch-size 16] [--max-memory 1GiB] [--text-tokens 500] [--llama-candidates 256]
 //                [--llama-text-tokens 128] [--only stories,planted,llama] [--device cpu]
 #include <algorithm>
 #include <chrono>
@@ -26,6 +29,7 @@
 #include "cushioncache/core/data_dir.h"
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
+#include "cushioncache/core/memory_usage.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/quant/calibration.h"
 #include "cushioncache/search/prefix_searcher.h"
@@ -44,7 +48,7 @@ constexpr Mode kModes[] = {{"exhaustive, one at a time", false, false}, {"batche
 
 // One step from BOS under every mode; prints a row each.
 void bench_model(const char* label, cc::CausalLM& model, const cc::Tokenizer& tokenizer, cc::SearchOptions options,
-                 std::int64_t batch_size, std::int64_t text_tokens) {
+                 std::int64_t batch_size, std::int64_t max_memory, std::int64_t text_tokens) {
   cc::CalibrationOptions texts;
   texts.samples = 1;
   texts.seq_len = text_tokens;
@@ -57,9 +61,15 @@ void bench_model(const char* label, cc::CausalLM& model, const cc::Tokenizer& to
   std::int64_t baseline_choice = -1;
   for (const Mode& mode : kModes) {
     options.batch_size = mode.batched ? batch_size : 1;
+    options.max_memory = mode.batched ? max_memory : 0;
     options.prune = mode.prune;
     cc::PrefixSearcher searcher(model, tokenizer, options);
+    const std::int64_t batch = searcher.options().batch_size;
+    const std::int64_t budget = batch * cc::candidate_working_bytes(model.config(), static_cast<std::int64_t>(prefix.size()), text_tokens,
+                                                                    static_cast<std::int64_t>(c10::elementSize(model.dtype())));
+    const bool measured = !model.device().is_cuda() && cc::reset_peak_resident();
     const cc::SearchStep step = searcher.score_step(prefix, text);
+    const std::string peak = measured ? cc::format_bytes(cc::peak_resident_bytes()) : "-";
     // What the step decides: the accepted token, or none (the search would stop here).
     // Pruning drops every candidate above tau * L(prefix), so only the decision, not
     // the best rejected token, is comparable across modes.
@@ -68,11 +78,11 @@ void bench_model(const char* label, cc::CausalLM& model, const cc::Tokenizer& to
       baseline_seconds = step.seconds;
       baseline_choice = choice;
     }
-    std::printf("%-30s %-26s %6lld %6lld %9.1f%% %9.2f %9.1f %8.2fx %8s%s\n", label, mode.name,
-                static_cast<long long>(options.batch_size), static_cast<long long>(step.candidates),
+    std::printf("%-30s %-26s %6lld %6lld %9.1f%% %9.2f %9.1f %8.2fx %11s %11s %8s%s\n", label, mode.name,
+                static_cast<long long>(batch), static_cast<long long>(step.candidates),
                 100.0 * static_cast<double>(step.blocks_evaluated) / static_cast<double>(step.blocks_exhaustive), step.seconds,
                 static_cast<double>(step.candidates) / step.seconds, baseline_seconds / step.seconds,
-                choice >= 0 ? std::to_string(choice).c_str() : "none", choice == baseline_choice ? "" : "  DIFFERENT DECISION");
+                peak.c_str(), cc::format_bytes(budget).c_str(), choice >= 0 ? std::to_string(choice).c_str() : "none", choice == baseline_choice ? "" : "  DIFFERENT DECISION");
     std::fflush(stdout);
   }
 }
@@ -93,10 +103,12 @@ int main(int argc, char** argv) {
   cc::reuse_freed_host_memory();  // as the CLI does: measure what users run
   CLI::App app{"One greedy prefix-search step: exhaustive vs batched vs batched + exact pruning"};
   std::int64_t batch_size = 16, text_tokens = 500, llama_candidates = 256, llama_text_tokens = 128;
+  std::string max_memory;
   std::vector<std::string> only = {"stories", "planted", "llama"};
   std::string device_name = "cpu";
   int threads = 0;
   app.add_option("--batch-size", batch_size, "candidates per forward when batched")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--max-memory", max_memory, "memory a candidate batch may use (lowers the batch to fit), e.g. 256MiB");
   app.add_option("--text-tokens", text_tokens, "calibration text of the stories260K steps")->capture_default_str()->check(CLI::Range(2, 510));
   app.add_option("--llama-candidates", llama_candidates, "candidates of the LLaMA-shaped step (a spread of the vocabulary)")
       ->capture_default_str()->check(CLI::PositiveNumber);
@@ -114,8 +126,9 @@ int main(int argc, char** argv) {
     cc::log::set_level(cc::log::Level::kWarn);  // no progress lines inside timings
     std::printf("device %s, %d intra-op threads; one step from BOS; objective: 8-bit min-max error at block inputs\n\n",
                 device.str().c_str(), at::get_num_threads());
-    std::printf("%-30s %-26s %6s %6s %10s %9s %9s %9s %8s\n", "model", "mode", "batch", "cands", "blocks run", "time (s)", "cand/s",
-                "speed-up", "accepted");
+    const std::int64_t budget = max_memory.empty() ? 0 : cc::parse_byte_size(max_memory, "--max-memory");
+    std::printf("%-30s %-26s %6s %6s %10s %9s %9s %9s %11s %11s %8s\n", "model", "mode", "batch", "cands", "blocks run", "time (s)", "cand/s",
+                "speed-up", "peak RSS", "batch est.", "accepted");
 
     const auto bin = cc::find_data("models/stories260K/stories260K.bin");
     const auto tok = cc::find_data("models/stories260K/tok512.bin");
@@ -124,10 +137,10 @@ int main(int argc, char** argv) {
       load.device = device;
       auto model = cc::load_model(*bin, load);
       auto tokenizer = cc::load_tokenizer(*tok);
-      if (wants("stories")) bench_model("stories260K", *model, *tokenizer, {}, batch_size, text_tokens);
+      if (wants("stories")) bench_model("stories260K", *model, *tokenizer, {}, batch_size, budget, text_tokens);
       if (wants("planted")) {
         cc::HookHandle plant = model->add_hook(std::make_shared<cc::PlantedSinkHook>(planted_sink(*tokenizer, 4)));
-        bench_model("stories260K + planted sink", *model, *tokenizer, {}, batch_size, text_tokens);
+        bench_model("stories260K + planted sink", *model, *tokenizer, {}, batch_size, budget, text_tokens);
       }
     } else if (wants("stories") || wants("planted")) {
       std::printf("(stories260K skipped: not found under %s)\n", cc::data_dir().c_str());
@@ -154,7 +167,7 @@ int main(int argc, char** argv) {
       for (std::int64_t i = 0; i < llama_candidates; ++i) options.candidates.push_back(3 + i * (c.vocab_size - 3) / llama_candidates);
       options.candidates.push_back(sink);
       cc::HookHandle plant = model->add_hook(std::make_shared<cc::PlantedSinkHook>(planted_sink(*tokenizer, sink)));
-      bench_model("LLaMA-shaped random + sink", *model, *tokenizer, options, batch_size, llama_text_tokens);
+      bench_model("LLaMA-shaped random + sink", *model, *tokenizer, options, batch_size, budget, llama_text_tokens);
     } else if (wants("llama")) {
       std::printf("(LLaMA-shaped model skipped: tokenizers/llama2 not found under %s)\n", cc::data_dir().c_str());
     }

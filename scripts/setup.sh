@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages CushionCache C++ builds and runs against.
-# Idempotent and non-interactive: packages already present are left alone.
+# Installs the Debian packages CushionCache C++ builds and runs against; with the
+# argument "reliability", also clang and its sanitizer and libFuzzer runtimes
+# (scripts/reliability.sh). Idempotent and non-interactive: packages already present
+# are left alone.
 set -euo pipefail
 
 packages=(
@@ -10,6 +12,9 @@ packages=(
   libfmt-dev libyaml-cpp-dev catch2 nlohmann-json3-dev libpcre2-dev libcli11-dev
   libdnnl-dev            # oneDNN: the CPU INT8 GEMM (AVX-512 VNNI)
 )
+if [ "${1:-}" = "reliability" ]; then
+  packages+=(clang-14 libclang-rt-14-dev llvm-14)  # llvm-14: llvm-symbolizer for sanitizer reports
+fi
 
 missing=()
 for p in "${packages[@]}"; do

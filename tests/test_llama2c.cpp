@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 
 #include "cushioncache/core/files.h"
 #include "cushioncache/io/llama2c.h"
@@ -198,6 +199,13 @@ TEST_CASE("corrupt llama2.c files give named errors", "[llama2c][errors]") {
     std::memcpy(bad.data() + 8, &zero, 4);  // n_layers
     std::ofstream(dir / "zero.bin", std::ios::binary) << bad;
     cc::testing::expect_error([&] { cc::load_model(dir / "zero.bin"); }, cc::ErrorKind::kCorruptInput, {"zero.bin", "n_layers"});
+  }
+  SECTION("vocab size INT_MIN (fuzzer finding: negating it was undefined behaviour)") {
+    std::string bad = bytes;
+    const std::int32_t int_min = std::numeric_limits<std::int32_t>::min();
+    std::memcpy(bad.data() + 20, &int_min, 4);  // vocab_size
+    std::ofstream(dir / "intmin.bin", std::ios::binary) << bad;
+    cc::testing::expect_error([&] { cc::load_model(dir / "intmin.bin"); }, cc::ErrorKind::kCorruptInput, {"intmin.bin", "vocab_size"});
   }
   SECTION("unknown version") {
     std::string bad(256, '\0');

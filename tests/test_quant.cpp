@@ -258,6 +258,11 @@ TEST_CASE("quantization specs and recipes are checked, by name and line", "[quan
   cc::testing::expect_error([&] { cc::load_recipe(yaml("quantizer: fancy\nactivations: a8-per-token\n")); }, K::kInvalidConfig,
                             {"quantizer 'fancy'", "uniform"});
   cc::testing::expect_error([&] { cc::load_recipe(yaml("activations: [1, 2\n")); }, K::kInvalidConfig, {"r.yaml", "invalid YAML"});
+  // Fuzzer findings: a mapping where a list item or a key should be a plain value escaped as
+  // a yaml-cpp conversion error.
+  cc::testing::expect_error([&] { cc::load_recipe(yaml("smoothquant:\n  sites: [attn_input: 9]\n")); }, K::kInvalidConfig,
+                            {"r.yaml:2", "smoothquant.sites[]", "must be a string"});
+  cc::testing::expect_error([&] { cc::load_recipe(yaml("? [a, b]\n: 1\n")); }, K::kInvalidConfig, {"r.yaml:1", "must be a string"});
 }
 
 TEST_CASE("SmoothQuant folding leaves the float model's function unchanged", "[quant][smoothquant]") {

@@ -3,8 +3,11 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <cstring>
 #include <fstream>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "cushioncache/core/files.h"
@@ -85,6 +88,32 @@ TEST_CASE("safetensors writes are atomic", "[safetensors]") {
   CHECK(files == 1);  // no temporary left behind
 }
 
+// A process killed mid-write gets no chance to clean up: the file it was replacing must
+// still be the previous version, whole (only an orphaned temporary is left beside it).
+TEST_CASE("a write killed with SIGKILL leaves the previous file intact", "[safetensors][reliability]") {
+  cc::testing::TempDir dir;
+  const fs::path path = dir / "artifact.safetensors";
+  cc::write_safetensors(path, {{"kv", at::arange(1000, at::kFloat)}});
+  const std::string before = cc::read_file(path);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // Half of a larger replacement reaches the disk, then the process dies.
+    cc::write_file_atomically(path, [](std::ostream& out) {
+      out << std::string(1 << 20, 'x');
+      out.flush();
+      ::raise(SIGKILL);
+    });
+    ::_exit(0);  // not reached
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+  CHECK(cc::read_file(path) == before);
+  CHECK(cc::SafetensorsFile::open(path).load("kv").equal(at::arange(1000, at::kFloat)));
+}
+
 TEST_CASE("corrupt safetensors files give errors that name the file and tensor", "[safetensors][errors]") {
   cc::testing::TempDir dir;
   const fs::path path = dir / "bad.safetensors";
@@ -160,4 +189,8 @@ TEST_CASE("sharded checkpoints are checked against their index", "[safetensors][
                             {"model-00009-of-00009.safetensors"});
   write_index({{"a", "../elsewhere.safetensors"}});
   cc::testing::expect_error([&] { cc::SafetensorsCheckpoint::open(dir.path()); }, cc::ErrorKind::kCorruptInput, {"not a file name"});
+  // Fuzzer finding: a number no JSON type can hold escaped the parser as an internal error.
+  std::ofstream(dir / "model.safetensors.index.json") << R"({"metadata": {"total_size": 57e777777}, "weight_map": {}})";
+  cc::testing::expect_error([&] { cc::SafetensorsCheckpoint::open(dir.path()); }, cc::ErrorKind::kCorruptInput,
+                            {"model.safetensors.index.json", "invalid JSON"});
 }

@@ -8,6 +8,7 @@
 
 #include "cushioncache/analysis/planted_sink.h"
 #include "cushioncache/core/files.h"
+#include "cushioncache/core/memory_usage.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/search/prefix_searcher.h"
 #include "support/test_support.h"
@@ -68,6 +69,43 @@ TEST_CASE("pruned search scores the same winner as exhaustive search", "[search]
       if (planted) CHECK(full.best_token == kSinkToken);
     }
   }
+}
+
+TEST_CASE("max_memory lowers the candidate batch to what fits, and the choice stays the same", "[search][memory]") {
+  auto s = stories();
+  if (!s) return;
+  cc::SearchOptions bounded = small_search();
+  const std::int64_t per_candidate = cc::candidate_working_bytes(s->model->config(), bounded.max_length - 1, bounded.text_tokens, 4);
+  // Larger with a longer prefix and with more text: attention scores grow with both.
+  CHECK(cc::candidate_working_bytes(s->model->config(), 7, 128, 4) > per_candidate);
+  CHECK(cc::candidate_working_bytes(s->model->config(), 2, 256, 4) > 2 * per_candidate);
+  bounded.max_memory = 3 * per_candidate + per_candidate / 2;
+  cc::PrefixSearcher a(*s->model, *s->tokenizer, small_search()), b(*s->model, *s->tokenizer, bounded);
+  CHECK(a.options().batch_size == 48);
+  CHECK(b.options().batch_size == 3);
+  const auto text = s->tokenizer->encode("Once upon a time, there was a little girl named Lily. She loved to play outside. One day she saw a big dog.",
+                                         cc::BosPolicy::kNo);
+  const cc::SearchStep wide = a.score_step({1}, text), narrow = b.score_step({1}, text);
+  CHECK(narrow.best_token == wide.best_token);
+  CHECK(narrow.best_score == Approx(wide.best_score).epsilon(1e-5));  // other batch shapes, other float32 summation orders
+  // A budget above the requested batch changes nothing; one below a single candidate is refused.
+  bounded.max_memory = 1000 * per_candidate;
+  CHECK(cc::PrefixSearcher(*s->model, *s->tokenizer, bounded).options().batch_size == 48);
+  bounded.max_memory = per_candidate / 2;
+  cc::testing::expect_error([&] { cc::PrefixSearcher(*s->model, *s->tokenizer, bounded); }, cc::ErrorKind::kInvalidConfig,
+                            {"max_memory", "less than one candidate"});
+}
+
+TEST_CASE("memory sizes parse as users write them", "[memory]") {
+  CHECK(cc::parse_byte_size("4096", "x") == 4096);
+  CHECK(cc::parse_byte_size("512K", "x") == 512 * 1024);
+  CHECK(cc::parse_byte_size("1.5 GiB", "x") == 3 * (std::int64_t{1} << 29));
+  CHECK(cc::parse_byte_size("2gb", "x") == 2 * (std::int64_t{1} << 30));
+  CHECK(cc::parse_byte_size("64MiB", "x") == 64 * (std::int64_t{1} << 20));
+  for (const char* bad : {"", "GiB", "-1G", "0", "12QB", "nan", "1e30T"})
+    cc::testing::expect_error([&] { cc::parse_byte_size(bad, "--max-memory"); }, cc::ErrorKind::kInvalidArgument, {"--max-memory"});
+  CHECK(cc::format_bytes(3 * (std::int64_t{1} << 29)) == "1.50 GiB");
+  CHECK(cc::format_bytes(512) == "512 B");
 }
 
 TEST_CASE("the search finds the planted sink token and stops", "[search]") {

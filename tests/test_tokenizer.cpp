@@ -173,6 +173,11 @@ TEST_CASE("bad tokenizer files and inputs give named errors", "[tokenizer][error
     std::ofstream(dir / "tokenizer.json") << R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a c"]}})";
     cc::testing::expect_error([&] { cc::load_tokenizer(dir.path()); }, cc::ErrorKind::kCorruptInput, {"tokenizer.json", "merge 0", "a c"});
   }
+  SECTION("a model without its vocabulary (fuzzer finding: was an internal error)") {
+    std::ofstream(dir / "tokenizer.json") << R"({"model": {"type": "BPE", "merges": []}})";
+    cc::testing::expect_error([&] { cc::load_tokenizer(dir.path()); }, cc::ErrorKind::kCorruptInput,
+                              {"tokenizer.json", "unexpected JSON structure", "vocab"});
+  }
   SECTION("unsupported pre-tokenizer") {
     std::ofstream(dir / "tokenizer.json")
         << R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "BertPreTokenizer"}})";

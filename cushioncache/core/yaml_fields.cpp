@@ -43,7 +43,7 @@ std::string YamlFields::where(const std::string& key) const {
 
 void YamlFields::finish() const {
   for (const auto& entry : node_) {
-    const auto key = entry.first.as<std::string>();
+    const auto key = yaml_scalar<std::string>(entry.first, file_, qualified("<key>"));
     if (used_.count(key) == 0) {
       std::string known;
       for (const auto& k : used_) known += (known.empty() ? "" : ", ") + k;

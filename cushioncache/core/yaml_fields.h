@@ -7,6 +7,8 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include <yaml-cpp/yaml.h>
 
@@ -19,6 +21,28 @@ std::string yaml_where(const std::string& file, const YAML::Node& node);
 
 // Loads a YAML file; kNotFound / kInvalidConfig (with the line) on failure.
 YAML::Node load_yaml_file(const std::string& path);
+
+// A scalar as T; kInvalidConfig naming file:line and `key` (its dotted path) otherwise.
+template <typename T>
+T yaml_scalar(const YAML::Node& value, const std::string& file, const std::string& key) {
+  const char* expected = std::is_same_v<T, bool> ? "a boolean" : std::is_integral_v<T> ? "an integer"
+                       : std::is_floating_point_v<T> ? "a number" : "a string";
+  if (!value.IsScalar()) throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must be {}", yaml_where(file, value), key, expected);
+  try {
+    return value.as<T>();
+  } catch (const YAML::Exception&) {
+    throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must be {}, got '{}'", yaml_where(file, value), key, expected, value.Scalar());
+  }
+}
+
+// A sequence of scalars as T, each checked as yaml_scalar checks it.
+template <typename T>
+std::vector<T> yaml_list(const YAML::Node& value, const std::string& file, const std::string& key) {
+  if (!value.IsSequence()) throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must be a list", yaml_where(file, value), key);
+  std::vector<T> out;
+  for (const auto& item : value) out.push_back(yaml_scalar<T>(item, file, key + "[]"));
+  return out;
+}
 
 // A mapping read key by key; finish() rejects keys nobody asked for.
 class YamlFields {
@@ -33,7 +57,13 @@ class YamlFields {
   std::optional<T> optional(const std::string& key) {
     YAML::Node value = child(key);
     if (!value || value.IsNull()) return std::nullopt;
-    return convert<T>(key, value);
+    return yaml_scalar<T>(value, file_, qualified(key));
+  }
+  template <typename T>
+  std::optional<std::vector<T>> list(const std::string& key) {
+    YAML::Node value = child(key);
+    if (!value || value.IsNull()) return std::nullopt;
+    return yaml_list<T>(value, file_, qualified(key));
   }
   template <typename T>
   T required(const std::string& key) {
@@ -46,19 +76,6 @@ class YamlFields {
   void finish() const;
 
  private:
-  template <typename T>
-  T convert(const std::string& key, const YAML::Node& value) const {
-    const char* expected = std::is_same_v<T, bool> ? "a boolean" : std::is_integral_v<T> ? "an integer"
-                         : std::is_floating_point_v<T> ? "a number" : "a string";
-    if (!value.IsScalar())
-      throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must be {}", yaml_where(file_, value), qualified(key), expected);
-    try {
-      return value.as<T>();
-    } catch (const YAML::Exception&) {
-      throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must be {}, got '{}'", yaml_where(file_, value), qualified(key), expected,
-                  value.Scalar());
-    }
-  }
   std::string qualified(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
 
   YAML::Node node_;

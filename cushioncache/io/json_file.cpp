@@ -10,6 +10,8 @@ nlohmann::json read_json_file(const std::filesystem::path& path) {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw_error(ErrorKind::kCorruptInput, "{}: invalid JSON at byte {}: {}", path.string(), e.byte, e.what());
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for any JSON type
+    throw_error(ErrorKind::kCorruptInput, "{}: invalid JSON: {}", path.string(), e.what());
   }
 }
 
@@ -25,7 +27,7 @@ std::vector<nlohmann::json> read_jsonl_file(const std::filesystem::path& path) {
     if (line.find_first_not_of(" \t\r") != std::string_view::npos) {
       try {
         rows.push_back(nlohmann::json::parse(line));
-      } catch (const nlohmann::json::parse_error& e) {
+      } catch (const nlohmann::json::exception& e) {
         throw_error(ErrorKind::kCorruptInput, "{}:{}: invalid JSON: {}", path.string(), line_no, e.what());
       }
     }

@@ -38,6 +38,20 @@ bool holds(const nlohmann::json& v) {
 }
 }  // namespace json_detail
 
+// Runs fn, which reads the structure of JSON that came from `path`: an Error gets the path
+// as context, and a JSON access error (a missing key, a value of another type) becomes
+// kCorruptInput naming the path, where with_context alone would call it internal.
+template <typename Fn>
+auto with_json_context(const std::string& path, Fn&& fn) -> decltype(fn()) {
+  return with_context(path, [&]() -> decltype(fn()) {
+    try {
+      return fn();
+    } catch (const nlohmann::json::exception& e) {
+      throw_error(ErrorKind::kCorruptInput, "unexpected JSON structure: {}", e.what());
+    }
+  });
+}
+
 // obj[key] as T; kInvalidConfig naming the key if absent or of another type.
 template <typename T>
 T required_field(const nlohmann::json& obj, const std::string& key) {

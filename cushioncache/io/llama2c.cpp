@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -122,7 +123,7 @@ std::size_t parse_header(const std::uint8_t* p, std::size_t size, Llama2cHeader&
     h.seq_len = read_i32(p + 24);
     // The legacy format signals an unshared classifier with a negative vocab size.
     h.shared_classifier = h.vocab_size > 0;
-    if (h.vocab_size < 0) h.vocab_size = -h.vocab_size;
+    if (h.vocab_size < 0 && h.vocab_size != std::numeric_limits<std::int32_t>::min()) h.vocab_size = -h.vocab_size;  // validate() rejects INT_MIN
     payload = 28;
   }
   validate(h);

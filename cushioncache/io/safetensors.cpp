@@ -199,7 +199,7 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& file_index_or_
   }
 
   const json index = read_json_file(source);
-  with_context(source.string(), [&] {
+  with_json_context(source.string(), [&] {
     auto map = index.find("weight_map");
     if (map == index.end() || !map->is_object()) throw_error(ErrorKind::kCorruptInput, "missing object 'weight_map'");
     std::map<std::string, std::size_t> shard_slot;

@@ -132,7 +132,7 @@ ModelConfig parse_hf_config(const json& j) {
 
 ModelConfig read_hf_config(const std::filesystem::path& config_json) {
   const json j = read_json_file(config_json);
-  return with_context(config_json.string(), [&] { return parse_hf_config(j); });
+  return with_json_context(config_json.string(), [&] { return parse_hf_config(j); });
 }
 
 json to_hf_config(const ModelConfig& c) {

@@ -12,6 +12,7 @@
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/files.h"
 #include "cushioncache/core/log.h"
+#include "cushioncache/core/memory_usage.h"
 #include "cushioncache/core/tensor_options.h"
 #include "cushioncache/core/yaml_fields.h"
 #include "cushioncache/kernels/int8_gemm.h"
@@ -32,28 +33,6 @@ std::string resolve_path(const std::string& path) {
   return path;
 }
 
-std::vector<std::string> string_list(YamlFields& f, const std::string& key, const std::string& file, std::vector<std::string> fallback) {
-  YAML::Node n = f.child(key);
-  if (!n || n.IsNull()) return fallback;
-  if (!n.IsSequence()) throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must be a list", yaml_where(file, n), key);
-  std::vector<std::string> out;
-  for (const auto& v : n) out.push_back(v.as<std::string>());
-  return out;
-}
-
-std::vector<std::int64_t> int_list(const YAML::Node& n, const std::string& file, const std::string& key) {
-  if (!n.IsSequence()) throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must be a list of token ids", yaml_where(file, n), key);
-  std::vector<std::int64_t> out;
-  for (const auto& v : n) {
-    try {
-      out.push_back(v.as<std::int64_t>());
-    } catch (const YAML::Exception&) {
-      throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must hold integers", yaml_where(file, v), key);
-    }
-  }
-  return out;
-}
-
 ObjectiveOptions objective_from(const YAML::Node& node, const std::string& file, const std::string& path) {
   ObjectiveOptions o;
   YamlFields f(node, file, path);
@@ -63,13 +42,13 @@ ObjectiveOptions objective_from(const YAML::Node& node, const std::string& file,
     else throw_error(ErrorKind::kInvalidConfig, "{}: '{}.kind' must be quant_error or max_abs", f.where("kind"), path);
   }
   if (f.has("spec")) o.spec = quant_spec_from_yaml(f.child("spec"), QuantRole::kActivation, file, path + ".spec");
-  if (YAML::Node sites = f.child("sites"); sites && !sites.IsNull()) {
+  if (auto sites = f.list<std::string>("sites")) {
     o.sites.clear();
-    for (const auto& s : sites) {
+    for (const auto& s : *sites) {
       try {
-        o.sites.push_back(parse_site(s.as<std::string>()));
+        o.sites.push_back(parse_site(s));
       } catch (const Error& e) {
-        throw_error(ErrorKind::kInvalidConfig, "{}: {}", yaml_where(file, s), e.message());
+        throw_error(ErrorKind::kInvalidConfig, "{}: {}", f.where("sites"), e.message());
       }
     }
   }
@@ -96,7 +75,9 @@ RunConfig load_run_config(const std::string& path) {
     YamlFields s(p, path, "planted_sink");
     PlantedSinkOptions o;
     o.sink_token = s.required<std::int64_t>("sink_token");
-    o.trigger_tokens = int_list(s.child("trigger_tokens"), path, "planted_sink.trigger_tokens");
+    auto triggers = s.list<std::int64_t>("trigger_tokens");
+    if (!triggers) throw_error(ErrorKind::kInvalidConfig, "{}: missing key 'planted_sink.trigger_tokens'", s.where("trigger_tokens"));
+    o.trigger_tokens = *triggers;
     o.from_layer = s.optional<int>("from_layer").value_or(o.from_layer);
     o.channel = s.optional<std::int64_t>("channel").value_or(o.channel);
     o.value = s.optional<double>("value").value_or(o.value);
@@ -105,8 +86,8 @@ RunConfig load_run_config(const std::string& path) {
   }
   if (YAML::Node e = f.child("eval"); e && !e.IsNull()) {
     YamlFields s(e, path, "eval");
-    c.eval.corpora = string_list(s, "ppl", path, {"wikitext2"});
-    c.eval.tasks = string_list(s, "tasks", path, {});
+    c.eval.corpora = s.list<std::string>("ppl").value_or(std::vector<std::string>{"wikitext2"});
+    c.eval.tasks = s.list<std::string>("tasks").value_or(std::vector<std::string>{});
     c.eval.seq_len = s.optional<std::int64_t>("seq_len").value_or(0);
     c.eval.max_windows = s.optional<std::int64_t>("max_windows").value_or(0);
     c.eval.limit = s.optional<std::int64_t>("limit").value_or(0);
@@ -116,7 +97,7 @@ RunConfig load_run_config(const std::string& path) {
   } else {
     c.eval.corpora = {"wikitext2"};
   }
-  c.baselines = string_list(f, "baselines", path, c.baselines);
+  c.baselines = f.list<std::string>("baselines").value_or(c.baselines);
   for (const auto& b : c.baselines)
     if (b != "bos" && b != "prefixquant") throw_error(ErrorKind::kInvalidConfig, "{}: baseline '{}' is not bos or prefixquant", f.where("baselines"), b);
   if (YAML::Node p = f.child("prefixquant"); p && !p.IsNull()) {
@@ -134,10 +115,10 @@ RunConfig load_run_config(const std::string& path) {
     SearchOptions& o = c.search;
     if (YAML::Node seed = s.child("seed_prefix"); seed && !seed.IsNull()) {
       if (seed.IsSequence()) {
-        o.seed_prefix = int_list(seed, path, "search.seed_prefix");
+        o.seed_prefix = yaml_list<std::int64_t>(seed, path, "search.seed_prefix");
         c.search_seed = "tokens";
       } else {
-        c.search_seed = seed.as<std::string>();
+        c.search_seed = yaml_scalar<std::string>(seed, path, "search.seed_prefix");
         if (c.search_seed != "bos" && c.search_seed != "none")
           throw_error(ErrorKind::kInvalidConfig, "{}: 'search.seed_prefix' must be bos, none or a list of token ids", yaml_where(path, seed));
       }
@@ -148,6 +129,13 @@ RunConfig load_run_config(const std::string& path) {
     o.data = s.optional<std::string>("data").value_or(o.data);
     o.seed = s.optional<std::uint64_t>("seed").value_or(o.seed);
     o.batch_size = s.optional<std::int64_t>("batch_size").value_or(o.batch_size);
+    if (auto memory = s.optional<std::string>("max_memory")) {
+      try {
+        o.max_memory = parse_byte_size(*memory, "'search.max_memory'");
+      } catch (const Error& e) {
+        throw_error(ErrorKind::kInvalidConfig, "{}: {}", s.where("max_memory"), e.message());
+      }
+    }
     o.prune = s.optional<bool>("prune").value_or(o.prune);
     if (YAML::Node obj = s.child("objective"); obj && !obj.IsNull()) o.objective = objective_from(obj, path, "search.objective");
     s.finish();

@@ -47,14 +47,13 @@ QuantRecipe recipe_from_yaml(const std::string& path) {
     YamlFields s(sq, path, "smoothquant");
     SmoothQuantOptions options;
     if (auto alpha = s.optional<double>("alpha")) options.alpha = *alpha;
-    if (YAML::Node sites = s.child("sites"); sites && !sites.IsNull()) {
-      if (!sites.IsSequence()) throw_error(ErrorKind::kInvalidConfig, "{}: 'smoothquant.sites' must be a list", yaml_where(path, sites));
+    if (auto sites = s.list<std::string>("sites")) {
       options.sites.clear();
-      for (const auto& site : sites) {
+      for (const auto& site : *sites) {
         try {
-          options.sites.push_back(parse_site(site.as<std::string>()));
+          options.sites.push_back(parse_site(site));
         } catch (const Error& e) {
-          throw_error(ErrorKind::kInvalidConfig, "{}: {}", yaml_where(path, site), e.message());
+          throw_error(ErrorKind::kInvalidConfig, "{}: {}", s.where("sites"), e.message());
         }
       }
     }

@@ -15,6 +15,7 @@
 #include "cushioncache/core/files.h"
 #include "cushioncache/core/interrupt.h"
 #include "cushioncache/core/log.h"
+#include "cushioncache/core/memory_usage.h"
 #include "cushioncache/core/progress.h"
 #include "cushioncache/io/json_file.h"
 #include "cushioncache/quant/calibration.h"
@@ -67,7 +68,21 @@ nlohmann::json to_json(const SearchOptions& o) {
   return {{"seed_prefix", o.seed_prefix}, {"max_length", o.max_length}, {"tau", o.tau},
           {"text_tokens", o.text_tokens}, {"data", o.data},              {"seed", o.seed},
           {"objective", to_json(o.objective)}, {"batch_size", o.batch_size}, {"prune", o.prune},
-          {"exclude_special", o.exclude_special}, {"candidates", o.candidates}};
+          {"exclude_special", o.exclude_special}, {"candidates", o.candidates}, {"max_memory", o.max_memory}};
+}
+
+std::int64_t candidate_working_bytes(const ModelConfig& c, std::int64_t prefix_tokens, std::int64_t text_tokens,
+                                     std::int64_t element_size) {
+  const std::int64_t T = text_tokens + 1;   // the candidate, then the text
+  const std::int64_t S = prefix_tokens + T;  // keys each query attends to
+  const std::int64_t kv = c.num_kv_heads * c.head_dim;
+  // Live at once at the peak of a block: the residual stream and its norm, q, k and v
+  // (with the prefix concatenated), the scores in float32 plus probabilities, the
+  // attention output; in the MLP gate, up, their product and the output.
+  const std::int64_t elements = T * (4 * c.hidden_size + c.num_heads * c.head_dim) + 2 * S * kv + 2 * c.num_heads * T * S +
+                                T * (3 * c.intermediate_size + c.hidden_size);
+  const std::int64_t score_extra = element_size < 4 ? (4 - element_size) * c.num_heads * T * S : 0;  // float32 scores
+  return elements * element_size + score_extra;
 }
 
 nlohmann::json to_json(const SearchResult& r) {
@@ -89,6 +104,21 @@ PrefixSearcher::PrefixSearcher(CausalLM& model, const Tokenizer& tokenizer, Sear
   if (options_.max_length + options_.text_tokens > model_.config().max_position_embeddings)
     throw_error(ErrorKind::kInvalidConfig, "search max_length {} + text_tokens {} exceed the model's context of {}", options_.max_length,
                 options_.text_tokens, model_.config().max_position_embeddings);
+  if (options_.max_memory < 0) throw_error(ErrorKind::kInvalidConfig, "search max_memory must be >= 0 (0 = no bound)");
+  if (options_.max_memory > 0) {
+    // The last step is the widest: its candidates sit behind the longest prefix.
+    const std::int64_t per_candidate = candidate_working_bytes(model_.config(), options_.max_length - 1, options_.text_tokens,
+                                                               static_cast<std::int64_t>(c10::elementSize(model_.dtype())));
+    const std::int64_t fits = options_.max_memory / per_candidate;
+    if (fits < 1)
+      throw_error(ErrorKind::kInvalidConfig, "search max_memory {} is less than one candidate needs (about {} for {} text tokens); "
+                  "raise it or lower text_tokens", format_bytes(options_.max_memory), format_bytes(per_candidate), options_.text_tokens);
+    if (fits < options_.batch_size) {
+      log::info("search: {} candidates per batch fit in max_memory {} (about {} each)", fits, format_bytes(options_.max_memory),
+                format_bytes(per_candidate));
+      options_.batch_size = fits;
+    }
+  }
   const std::int64_t vocab = std::min(model_.config().vocab_size, tokenizer_.vocab_size());
   if (options_.candidates.empty()) {
     for (std::int64_t t = 0; t < vocab; ++t)
@@ -231,7 +261,7 @@ SearchResult PrefixSearcher::run(bool resume) {
     if (options_.state_file.empty()) throw_error(ErrorKind::kInvalidArgument, "resume needs a search state file");
     if (std::filesystem::exists(options_.state_file)) {
       const nlohmann::json saved = read_json_file(options_.state_file);
-      with_context(options_.state_file, [&] {
+      with_json_context(options_.state_file, [&] {
         if (saved.at("options") != to_json(options_))
           throw_error(ErrorKind::kMismatch, "the saved search used other settings; remove the file or run with the same settings");
         const auto& r = saved.at("result");

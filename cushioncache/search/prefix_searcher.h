@@ -33,6 +33,7 @@ struct SearchOptions {
   std::uint64_t seed = 0;
   ObjectiveOptions objective;
   std::int64_t batch_size = 16;           // candidates per forward (the CPU optimum, bench_search; raise on a GPU)
+  std::int64_t max_memory = 0;            // bytes a candidate batch may use; lowers batch_size to fit (0 = no bound)
   bool prune = true;
   bool exclude_special = true;            // BOS/EOS/control tokens are never candidates
   std::vector<std::int64_t> candidates;   // empty = the whole vocabulary
@@ -40,6 +41,13 @@ struct SearchOptions {
 };
 
 nlohmann::json to_json(const SearchOptions& options);
+
+// The working memory one candidate row needs while a block runs (activations, attention
+// scores and probabilities, the block's K and V), in bytes, for elements of
+// `element_size`: what max_memory is divided by. An upper estimate of LlamaModel's
+// block; bench_search prints it beside the measured peak.
+std::int64_t candidate_working_bytes(const ModelConfig& config, std::int64_t prefix_tokens, std::int64_t text_tokens,
+                                     std::int64_t element_size);
 
 struct SearchStep {
   int step = 0;

@@ -793,7 +793,7 @@ json read_config(const std::optional<fs::path>& path) {
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const fs::path& tokenizer_json, const std::optional<fs::path>& tokenizer_config) {
   const json spec = read_json_file(tokenizer_json);
   const json config = read_config(tokenizer_config);
-  return with_context(tokenizer_json.string(), [&]() -> std::unique_ptr<Tokenizer> {
+  return with_json_context(tokenizer_json.string(), [&]() -> std::unique_ptr<Tokenizer> {
     if (!spec.is_object() || !spec.contains("model")) throw_error(ErrorKind::kCorruptInput, "no 'model' object");
     const json& model = spec.at("model");
     const auto type = optional_field<std::string>(model, "type", "BPE");
@@ -837,10 +837,10 @@ std::unique_ptr<Tokenizer> load_gpt2_bpe_tokenizer(const fs::path& vocab_json, c
                                                    const std::optional<fs::path>& tokenizer_config) {
   const json vocab_spec = read_json_file(vocab_json);
   const json config = read_config(tokenizer_config);
-  auto vocab = with_context(vocab_json.string(), [&] { return parse_vocab(vocab_spec); });
+  auto vocab = with_json_context(vocab_json.string(), [&] { return parse_vocab(vocab_spec); });
 
   std::vector<std::pair<std::string, std::string>> merges;
-  with_context(merges_txt.string(), [&] {
+  with_json_context(merges_txt.string(), [&] {
     std::ifstream in(merges_txt);
     if (!in) throw_error(ErrorKind::kNotFound, "cannot open");
     std::string line;
@@ -867,7 +867,7 @@ std::unique_ptr<Tokenizer> load_gpt2_bpe_tokenizer(const fs::path& vocab_json, c
   if (!effective_config.contains("bos_token") && vocab.count("<|endoftext|>")) effective_config["bos_token"] = "<|endoftext|>";
   if (!effective_config.contains("eos_token") && vocab.count("<|endoftext|>")) effective_config["eos_token"] = "<|endoftext|>";
 
-  return with_context(vocab_json.string(), [&]() -> std::unique_ptr<Tokenizer> {
+  return with_json_context(vocab_json.string(), [&]() -> std::unique_ptr<Tokenizer> {
     auto bpe = std::make_unique<BpeModel>(std::move(vocab), merges, BpeModel::Options{});
     return std::make_unique<HfTokenizer>("byte-level", std::move(bpe), std::move(added), nullptr,
                                          std::make_unique<ByteLevelPreTokenizer>(false, true),

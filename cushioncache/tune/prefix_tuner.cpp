@@ -117,19 +117,38 @@ TuningResult QuantAwarePrefixTuner::tune(const KVCache& initial, bool resume) {
   if (resume && !options_.checkpoint_file.empty() && std::filesystem::exists(options_.checkpoint_file)) {
     const SafetensorsFile ckpt = SafetensorsFile::open(options_.checkpoint_file);
     with_context(options_.checkpoint_file, [&] {
-      if (ckpt.metadata().at("options") != to_json(options_).dump())
+      auto metadata = [&](const std::string& key) -> const std::string& {
+        const auto it = ckpt.metadata().find(key);
+        if (it == ckpt.metadata().end()) throw_error(ErrorKind::kCorruptInput, "not a tuning checkpoint: no '{}' in its metadata", key);
+        return it->second;
+      };
+      if (metadata("options") != to_json(options_).dump())
         throw_error(ErrorKind::kMismatch, "the checkpoint was made with other tuning settings");
       auto params = parameters(prefix);
       for (std::size_t i = 0; i < params.size(); ++i) {
-        *params[i] = ckpt.load(fmt::format("param.{}", i)).to(params[i]->device());
-        adam.m[i] = ckpt.load(fmt::format("adam.m.{}", i)).to(params[i]->device());
-        adam.v[i] = ckpt.load(fmt::format("adam.v.{}", i)).to(params[i]->device());
+        const auto restore = [&](const std::string& name, const at::Tensor& like) {
+          at::Tensor t = ckpt.load(name);
+          if (!t.sizes().equals(like.sizes()) || t.scalar_type() != like.scalar_type())
+            throw_error(ErrorKind::kCorruptInput, "tensor '{}' has shape [{}] ({}), the prefix needs [{}] ({})", name,
+                        fmt::join(t.sizes(), ", "), c10::toString(t.scalar_type()), fmt::join(like.sizes(), ", "),
+                        c10::toString(like.scalar_type()));
+          return t.to(like.device());
+        };
+        *params[i] = restore(fmt::format("param.{}", i), *params[i]);
+        adam.m[i] = restore(fmt::format("adam.m.{}", i), adam.m[i]);
+        adam.v[i] = restore(fmt::format("adam.v.{}", i), adam.v[i]);
       }
-      adam.step = std::stoll(ckpt.metadata().at("step"));
-      const auto log = nlohmann::json::parse(ckpt.metadata().at("log"));
-      for (const auto& e : log)
-        result.log.push_back({e.at("step"), e.at("epoch"), e.at("loss"), e.at("cross_entropy"), e.at("quant_error"), e.at("grad_norm")});
-      result.loss_before = std::stod(ckpt.metadata().at("loss_before"));
+      try {
+        adam.step = std::stoll(metadata("step"));
+        const auto log = nlohmann::json::parse(metadata("log"));
+        for (const auto& e : log)
+          result.log.push_back({e.at("step"), e.at("epoch"), e.at("loss"), e.at("cross_entropy"), e.at("quant_error"), e.at("grad_norm")});
+        result.loss_before = std::stod(metadata("loss_before"));
+      } catch (const std::logic_error& e) {  // std::stoll/stod and JSON errors: a damaged metadata field
+        throw_error(ErrorKind::kCorruptInput, "damaged checkpoint metadata: {}", e.what());
+      }
+      if (adam.step < 0 || adam.step > total_steps)
+        throw_error(ErrorKind::kCorruptInput, "checkpoint step {} is outside this run's {} steps", adam.step, total_steps);
     });
     log::info("resuming prefix tuning at step {} of {}", adam.step, total_steps);
   } else {

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "cushioncache/core/log.h"
+#include "cushioncache/core/memory_usage.h"
 #include "cushioncache/pipeline/prefix_artifacts.h"
 #include "cushioncache/pipeline/run.h"
 #include "cushioncache/quant/recipe.h"
@@ -25,7 +26,7 @@ void add_search_command(CLI::App& app) {
   struct Flags {
     ModelFlags model;
     SearchOptions options;
-    std::string seed = "bos", objective = "quant_error", spec = "a8-per-tensor-dynamic-asym", out;
+    std::string seed = "bos", objective = "quant_error", spec = "a8-per-tensor-dynamic-asym", max_memory, out;
     std::vector<std::string> sites = {"block_input"};
     bool exhaustive = false, resume = false;
   };
@@ -43,6 +44,7 @@ void add_search_command(CLI::App& app) {
   cmd->add_option("--objective-spec", flags->spec, "fake quantization of the quant_error objective")->capture_default_str();
   cmd->add_option("--sites", flags->sites, "activation sites of the objective")->delimiter(',')->capture_default_str();
   cmd->add_option("--batch-size", flags->options.batch_size, "candidates per forward")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-memory", flags->max_memory, "memory a candidate batch may use, e.g. 4GiB (lowers --batch-size to fit)");
   cmd->add_flag("--exhaustive", flags->exhaustive, "no pruning (for comparisons: the result is the same, only slower)");
   cmd->add_option("--state", flags->options.state_file, "state file for resuming (default: <out>.search.json)");
   cmd->add_flag("--resume", flags->resume, "continue from the state file");
@@ -50,6 +52,7 @@ void add_search_command(CLI::App& app) {
   cmd->callback([flags] {
     SearchOptions options = flags->options;
     options.prune = !flags->exhaustive;
+    if (!flags->max_memory.empty()) options.max_memory = parse_byte_size(flags->max_memory, "--max-memory");
     options.objective.kind = flags->objective == "max_abs" ? ObjectiveKind::kMaxAbs : ObjectiveKind::kQuantError;
     options.objective.spec = parse_quant_spec(flags->spec, QuantRole::kActivation);
     options.objective.sites.clear();
@@ -87,6 +90,8 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--seed", flags->options.seed, "sampling and shuffling seed")->capture_default_str();
   cmd->add_option("--grad-clip", flags->options.grad_clip, "global gradient-norm clip (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--checkpoint", flags->options.checkpoint_file, "checkpoint for resuming (default: <out>.checkpoint.safetensors)");
+  cmd->add_option("--checkpoint-every", flags->options.checkpoint_every, "steps between checkpoints (also saved on SIGINT and at the end)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_flag("--resume", flags->resume, "continue from the checkpoint");
   cmd->add_option("--out", flags->out, "the tuned artifact to write")->required();
   cmd->callback([flags] {

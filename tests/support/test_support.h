@@ -18,6 +18,7 @@
 #include "cushioncache/model/config.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/tokenizer/tokenizer.h"
+#include "support/test_models.h"
 
 namespace cushioncache::testing {
 
@@ -41,30 +42,6 @@ struct StoriesModel {
   std::unique_ptr<Tokenizer> tokenizer;
 };
 std::optional<StoriesModel> load_stories(std::initializer_list<std::string_view> also_needed = {});
-
-// A fresh folder under the system temp folder, removed with everything in it.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
-
-// A small LLaMA-family config: GQA (4 query heads, 2 KV heads), 2 layers.
-ModelConfig tiny_llama_config(bool tied);
-
-// Random weights for `config` under Hugging Face names (float32, deterministic in seed).
-HfWeights random_weights(const ModelConfig& config, std::uint64_t seed);
-
-// Writes config.json (as transformers would, via our own JSON, not to_hf_config) and
-// model.safetensors, or shards with model.safetensors.index.json when shards > 1.
-void write_hf_folder(const std::filesystem::path& folder, const HfWeights& weights, int shards = 1);
 
 // Runs fn and checks it throws cushioncache::Error of `kind` whose message contains
 // every fragment.

@@ -1,0 +1,20 @@
+// tokenizer_config.json beside a fixed valid tokenizer.json (the seed corpus's smallest
+// byte-level one is not needed: a few tokens suffice to exercise BOS/EOS handling).
+#include "cushioncache/tokenizer/hf_tokenizer.h"
+#include "cushioncache/tokenizer/tokenizer.h"
+#include "fuzz_support.h"
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  std::ofstream(cushioncache::fuzz::scratch_dir() / "tokenizer.json") << R"({
+    "added_tokens": [{"id": 0, "content": "<s>", "special": true}, {"id": 1, "content": "</s>", "special": true}],
+    "model": {"type": "BPE", "vocab": {"<s>": 0, "</s>": 1, "a": 2, "b": 3, "ab": 4}, "merges": ["a b"]}})";
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const auto config = cushioncache::fuzz::write_input("tokenizer_config.json", data, size);
+  return cushioncache::fuzz::expect_clean_outcome([&] {
+    const auto tokenizer = cushioncache::load_hf_tokenizer(cushioncache::fuzz::scratch_dir() / "tokenizer.json", config);
+    (void)tokenizer->decode(tokenizer->encode("abba", cushioncache::BosPolicy::kAuto), /*skip_special=*/true);
+  });
+}
