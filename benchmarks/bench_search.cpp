@@ -9,9 +9,12 @@
 // each as exhaustive one-candidate-at-a-time, batched, and batched + pruning, in one run.
 // All three must decide the same (the accepted token, or none when no candidate reaches
 // tau = 0.5); the blocks run and candidates/s show what each costs. Each row also shows
-// the process's peak resident memory during the step (CPU) and the working memory the
-// search budgets per candidate (candidate_working_bytes, what --max-memory divides);
-// with --max-memory the batched rows run with the batch that budget allows.
+// how far the process's resident memory rose above where it stood before the step (CPU;
+// freed memory stays resident for reuse, as in the CLI, so a row after another of the same
+// batch rises little: compare the first row of each batch size)
+// and the working memory the search budgets for the batch (batch x candidate_working_bytes,
+// what --max-memory divides); with --max-memory the batched rows run with the batch that
+// budget allows.
 //
 //   bench_search [--batch-size 16] [--max-memory 1GiB] [--text-tokens 500] [--llama-candidates 256]
 //                [--llama-text-tokens 128] [--only stories,planted,llama] [--device cpu]
@@ -68,8 +71,9 @@ void bench_model(const char* label, cc::CausalLM& model, const cc::Tokenizer& to
     const std::int64_t budget = batch * cc::candidate_working_bytes(model.config(), static_cast<std::int64_t>(prefix.size()), text_tokens,
                                                                     static_cast<std::int64_t>(c10::elementSize(model.dtype())));
     const bool measured = !model.device().is_cuda() && cc::reset_peak_resident();
+    const std::int64_t before = cc::resident_bytes();
     const cc::SearchStep step = searcher.score_step(prefix, text);
-    const std::string peak = measured ? cc::format_bytes(cc::peak_resident_bytes()) : "-";
+    const std::string peak = measured ? cc::format_bytes(cc::peak_resident_bytes() - before) : "-";
     // What the step decides: the accepted token, or none (the search would stop here).
     // Pruning drops every candidate above tau * L(prefix), so only the decision, not
     // the best rejected token, is comparable across modes.
@@ -128,7 +132,7 @@ int main(int argc, char** argv) {
                 device.str().c_str(), at::get_num_threads());
     const std::int64_t budget = max_memory.empty() ? 0 : cc::parse_byte_size(max_memory, "--max-memory");
     std::printf("%-30s %-26s %6s %6s %10s %9s %9s %9s %11s %11s %8s\n", "model", "mode", "batch", "cands", "blocks run", "time (s)", "cand/s",
-                "speed-up", "peak RSS", "batch est.", "accepted");
+                "speed-up", "peak +RSS", "budgeted", "accepted");
 
     const auto bin = cc::find_data("models/stories260K/stories260K.bin");
     const auto tok = cc::find_data("models/stories260K/tok512.bin");

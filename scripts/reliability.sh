@@ -6,10 +6,11 @@
 # failure, or fuzzer finding (crash, hang, out-of-memory, or an error that does not
 # blame the input); findings are saved under build-sanitize/fuzz/findings/.
 #   scripts/reliability.sh [seconds per fuzz target, default 30]
+# CC_SANITIZE_BUILD_DIR names another build folder (configured with the same options).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-30}
-build="$root/build-sanitize"
+build=${CC_SANITIZE_BUILD_DIR:-"$root/build-sanitize"}
 "$root/scripts/setup.sh" reliability
 CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCC_BUILD_FUZZERS=ON \
   -DCC_BUILD_EXAMPLES=OFF -DCC_BUILD_BENCHMARKS=OFF -DCC_BUILD_CUDA_KERNELS=OFF

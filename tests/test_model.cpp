@@ -289,6 +289,15 @@ TEST_CASE("activation sites report every block's activations and can replace the
 
   hook->replace = [](const cc::SiteContext&, const at::Tensor& x) { return x.narrow(-1, 0, 1); };
   cc::testing::expect_error([&] { model->forward(ids); }, cc::ErrorKind::kInvalidArgument, {"site", "returned shape"});
+
+  // A handle that outlives its model (declared before it, so destroyed after it) has
+  // nothing to remove; found by the sanitizer build, where it was a use after free.
+  cc::HookHandle outliving;
+  {
+    auto doomed = tiny_model();
+    outliving = doomed->add_hook(hook);
+  }
+  outliving.remove();
 }
 
 TEST_CASE("bad checkpoints and inputs fail with errors that name the culprit", "[model][errors]") {

@@ -43,14 +43,21 @@ std::string format_bytes(std::int64_t bytes) {
   return fmt::format("{} B", bytes);
 }
 
-std::int64_t peak_resident_bytes() {
+namespace {
+// A "Name:   123456 kB" line of /proc/self/status, in bytes.
+std::int64_t proc_status_bytes(const std::string& name) {
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:   123456 kB"
+    if (line.rfind(name, 0) == 0) return std::stoll(line.substr(name.size())) * 1024;
   }
   return -1;
 }
+}  // namespace
+
+std::int64_t resident_bytes() { return proc_status_bytes("VmRSS:"); }
+
+std::int64_t peak_resident_bytes() { return proc_status_bytes("VmHWM:"); }
 
 bool reset_peak_resident() {
   std::ofstream clear("/proc/self/clear_refs");

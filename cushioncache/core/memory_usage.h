@@ -15,6 +15,9 @@ std::int64_t parse_byte_size(std::string_view text, std::string_view what);
 // "1.50 GiB", "12.0 MiB", "512 B".
 std::string format_bytes(std::int64_t bytes);
 
+// Resident set size of this process now (Linux VmRSS); -1 where unavailable.
+std::int64_t resident_bytes();
+
 // Peak resident set size of this process since start or since the last reset (Linux
 // VmHWM); -1 where unavailable.
 std::int64_t peak_resident_bytes();

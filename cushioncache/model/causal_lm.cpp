@@ -16,13 +16,14 @@ HookHandle& HookHandle::operator=(HookHandle&& other) noexcept {
   if (this != &other) {
     remove();
     model_ = std::exchange(other.model_, nullptr);
+    model_alive_ = std::move(other.model_alive_);
     id_ = std::exchange(other.id_, 0);
   }
   return *this;
 }
 
 void HookHandle::remove() {
-  if (model_ != nullptr) model_->remove_hook(id_);
+  if (model_ != nullptr && !model_alive_.expired()) model_->remove_hook(id_);
   model_ = nullptr;
 }
 
@@ -30,7 +31,7 @@ HookHandle CausalLM::add_hook(std::shared_ptr<ActivationHook> hook) {
   if (!hook) throw_error(ErrorKind::kInvalidArgument, "add_hook: null hook");
   const std::uint64_t id = next_hook_id_++;
   hooks_.emplace_back(id, std::move(hook));
-  return HookHandle(this, id);
+  return HookHandle(this, alive_, id);
 }
 
 void CausalLM::remove_hook(std::uint64_t id) {

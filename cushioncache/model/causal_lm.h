@@ -78,11 +78,14 @@ struct SiteProducer {
 
 class CausalLM;
 
-// Removes its hook from the model when destroyed (or on remove()).
+// Removes its hook from the model when destroyed (or on remove()). A handle may outlive
+// its model (a handle declared before the model it is for is destroyed after it): then
+// there is nothing left to remove.
 class HookHandle {
  public:
   HookHandle() = default;
-  HookHandle(CausalLM* model, std::uint64_t id) : model_(model), id_(id) {}
+  HookHandle(CausalLM* model, std::weak_ptr<const void> model_alive, std::uint64_t id)
+      : model_(model), model_alive_(std::move(model_alive)), id_(id) {}
   HookHandle(HookHandle&& other) noexcept { *this = std::move(other); }
   HookHandle& operator=(HookHandle&& other) noexcept;
   HookHandle(const HookHandle&) = delete;
@@ -94,6 +97,7 @@ class HookHandle {
 
  private:
   CausalLM* model_ = nullptr;
+  std::weak_ptr<const void> model_alive_;  // expires when the model is destroyed
   std::uint64_t id_ = 0;
 };
 
@@ -145,6 +149,7 @@ class CausalLM {
   ModelConfig config_;
   std::vector<std::pair<std::uint64_t, std::shared_ptr<ActivationHook>>> hooks_;
   std::uint64_t next_hook_id_ = 1;
+  std::shared_ptr<const void> alive_ = std::make_shared<int>(0);  // what HookHandles watch
 };
 
 // The KV cache of a token sequence (positions 0..n-1), e.g. a prefix to cache in front

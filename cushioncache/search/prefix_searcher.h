@@ -44,8 +44,8 @@ nlohmann::json to_json(const SearchOptions& options);
 
 // The working memory one candidate row needs while a block runs (activations, attention
 // scores and probabilities, the block's K and V), in bytes, for elements of
-// `element_size`: what max_memory is divided by. An upper estimate of LlamaModel's
-// block; bench_search prints it beside the measured peak.
+// `element_size`: what max_memory is divided by. Counts LlamaModel's block with a margin
+// for the temporaries inside ATen's ops; bench_search prints it beside the measured peak.
 std::int64_t candidate_working_bytes(const ModelConfig& config, std::int64_t prefix_tokens, std::int64_t text_tokens,
                                      std::int64_t element_size);
 
