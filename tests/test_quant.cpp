@@ -255,6 +255,8 @@ TEST_CASE("quantization specs and recipes are checked, by name and line", "[quan
   cc::testing::expect_error([&] { cc::load_recipe(yaml("activations: {bits: eight}\n")); }, K::kInvalidConfig,
                             {"r.yaml:1", "activations.bits", "integer"});
   cc::testing::expect_error([&] { cc::load_recipe(yaml("smoothquant: {alpha: 1.5}\n")); }, K::kInvalidConfig, {"alpha = 1.5"});
+  cc::testing::expect_error([&] { cc::load_recipe(yaml("activations: a8-per-tensor-static\ncalibration: {samples: 0}\n")); },
+                            K::kInvalidConfig, {"r.yaml:2", "'calibration.samples' must be >= 1, got 0"});
   cc::testing::expect_error([&] { cc::load_recipe(yaml("quantizer: fancy\nactivations: a8-per-token\n")); }, K::kInvalidConfig,
                             {"quantizer 'fancy'", "uniform"});
   cc::testing::expect_error([&] { cc::load_recipe(yaml("activations: [1, 2\n")); }, K::kInvalidConfig, {"r.yaml", "invalid YAML"});

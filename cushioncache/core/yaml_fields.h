@@ -44,6 +44,16 @@ std::vector<T> yaml_list(const YAML::Node& value, const std::string& file, const
   return out;
 }
 
+// Range checks for YamlFields::optional(key, check, requirement).
+template <typename T>
+auto at_least(T minimum) {
+  return [minimum](auto v) { return v >= minimum; };
+}
+template <typename T>
+auto above(T minimum) {
+  return [minimum](auto v) { return v > minimum; };
+}
+
 // A mapping read key by key; finish() rejects keys nobody asked for.
 class YamlFields {
  public:
@@ -64,6 +74,15 @@ class YamlFields {
     YAML::Node value = child(key);
     if (!value || value.IsNull()) return std::nullopt;
     return yaml_list<T>(value, file_, qualified(key));
+  }
+  // optional<T>(key), which must also satisfy ok(value): kInvalidConfig naming file:line,
+  // the key, the requirement ("in (0, 1]", ">= 1") and the value otherwise.
+  template <typename T, typename Predicate>
+  std::optional<T> optional(const std::string& key, Predicate&& ok, const char* requirement) {
+    auto value = optional<T>(key);
+    if (value && !ok(*value))
+      throw_error(ErrorKind::kInvalidConfig, "{}: '{}' must be {}, got {}", where(key), qualified(key), requirement, node_[key].Scalar());
+    return value;
   }
   template <typename T>
   T required(const std::string& key) {

@@ -78,7 +78,7 @@ RunConfig load_run_config(const std::string& path) {
     auto triggers = s.list<std::int64_t>("trigger_tokens");
     if (!triggers) throw_error(ErrorKind::kInvalidConfig, "{}: missing key 'planted_sink.trigger_tokens'", s.where("trigger_tokens"));
     o.trigger_tokens = *triggers;
-    o.from_layer = s.optional<int>("from_layer").value_or(o.from_layer);
+    o.from_layer = s.optional<int>("from_layer", at_least(0), ">= 0").value_or(o.from_layer);
     o.channel = s.optional<std::int64_t>("channel").value_or(o.channel);
     o.value = s.optional<double>("value").value_or(o.value);
     s.finish();
@@ -88,11 +88,11 @@ RunConfig load_run_config(const std::string& path) {
     YamlFields s(e, path, "eval");
     c.eval.corpora = s.list<std::string>("ppl").value_or(std::vector<std::string>{"wikitext2"});
     c.eval.tasks = s.list<std::string>("tasks").value_or(std::vector<std::string>{});
-    c.eval.seq_len = s.optional<std::int64_t>("seq_len").value_or(0);
-    c.eval.max_windows = s.optional<std::int64_t>("max_windows").value_or(0);
-    c.eval.limit = s.optional<std::int64_t>("limit").value_or(0);
-    c.eval.task_batch_size = s.optional<std::int64_t>("batch_size").value_or(c.eval.task_batch_size);
-    c.eval.ppl_batch_size = s.optional<std::int64_t>("ppl_batch_size").value_or(c.eval.ppl_batch_size);
+    c.eval.seq_len = s.optional<std::int64_t>("seq_len", at_least(0), ">= 0 (0: the model's context)").value_or(0);
+    c.eval.max_windows = s.optional<std::int64_t>("max_windows", at_least(0), ">= 0 (0: all)").value_or(0);
+    c.eval.limit = s.optional<std::int64_t>("limit", at_least(0), ">= 0 (0: all)").value_or(0);
+    c.eval.task_batch_size = s.optional<std::int64_t>("batch_size", at_least(1), ">= 1").value_or(c.eval.task_batch_size);
+    c.eval.ppl_batch_size = s.optional<std::int64_t>("ppl_batch_size", at_least(1), ">= 1").value_or(c.eval.ppl_batch_size);
     s.finish();
   } else {
     c.eval.corpora = {"wikitext2"};
@@ -102,12 +102,12 @@ RunConfig load_run_config(const std::string& path) {
     if (b != "bos" && b != "prefixquant") throw_error(ErrorKind::kInvalidConfig, "{}: baseline '{}' is not bos or prefixquant", f.where("baselines"), b);
   if (YAML::Node p = f.child("prefixquant"); p && !p.IsNull()) {
     YamlFields s(p, path, "prefixquant");
-    c.prefixquant.threshold = s.optional<double>("threshold").value_or(c.prefixquant.threshold);
+    c.prefixquant.threshold = s.optional<double>("threshold", above(0), "> 0").value_or(c.prefixquant.threshold);
     c.prefixquant.data = s.optional<std::string>("data").value_or(c.prefixquant.data);
-    c.prefixquant.samples = s.optional<std::int64_t>("samples").value_or(c.prefixquant.samples);
-    c.prefixquant.seq_len = s.optional<std::int64_t>("seq_len").value_or(c.prefixquant.seq_len);
+    c.prefixquant.samples = s.optional<std::int64_t>("samples", at_least(1), ">= 1").value_or(c.prefixquant.samples);
+    c.prefixquant.seq_len = s.optional<std::int64_t>("seq_len", at_least(2), ">= 2").value_or(c.prefixquant.seq_len);
     c.prefixquant.seed = s.optional<std::uint64_t>("seed").value_or(c.prefixquant.seed);
-    c.prefixquant.max_tokens = s.optional<std::int64_t>("max_tokens").value_or(c.prefixquant.max_tokens);
+    c.prefixquant.max_tokens = s.optional<std::int64_t>("max_tokens", at_least(1), ">= 1").value_or(c.prefixquant.max_tokens);
     s.finish();
   }
   if (YAML::Node n = f.child("search"); n && !n.IsNull()) {
@@ -123,12 +123,13 @@ RunConfig load_run_config(const std::string& path) {
           throw_error(ErrorKind::kInvalidConfig, "{}: 'search.seed_prefix' must be bos, none or a list of token ids", yaml_where(path, seed));
       }
     }
-    o.max_length = s.optional<std::int64_t>("max_length").value_or(o.max_length);
-    o.tau = s.optional<double>("tau").value_or(o.tau);
-    o.text_tokens = s.optional<std::int64_t>("text_tokens").value_or(o.text_tokens);
+    o.max_length = s.optional<std::int64_t>("max_length", at_least(1), ">= 1").value_or(o.max_length);
+    o.tau = s.optional<double>("tau", [](double v) { return v > 0 && v <= 1; }, "in (0, 1]").value_or(o.tau);
+    o.text_tokens = s.optional<std::int64_t>("text_tokens", [](std::int64_t v) { return v == 0 || v >= 2; }, ">= 2 (or 0: automatic)")
+                        .value_or(o.text_tokens);
     o.data = s.optional<std::string>("data").value_or(o.data);
     o.seed = s.optional<std::uint64_t>("seed").value_or(o.seed);
-    o.batch_size = s.optional<std::int64_t>("batch_size").value_or(o.batch_size);
+    o.batch_size = s.optional<std::int64_t>("batch_size", at_least(1), ">= 1").value_or(o.batch_size);
     if (auto memory = s.optional<std::string>("max_memory")) {
       try {
         o.max_memory = parse_byte_size(*memory, "'search.max_memory'");
@@ -144,22 +145,22 @@ RunConfig load_run_config(const std::string& path) {
     YamlFields s(n, path, "tuning");
     TuningOptions& o = c.tuning;
     c.tuning_enabled = s.optional<bool>("enabled").value_or(true);
-    o.lambda = s.optional<double>("lambda").value_or(o.lambda);
-    o.lr = s.optional<double>("lr").value_or(o.lr);
-    o.epochs = s.optional<std::int64_t>("epochs").value_or(o.epochs);
-    o.batch_size = s.optional<std::int64_t>("batch_size").value_or(o.batch_size);
-    o.seq_len = s.optional<std::int64_t>("seq_len").value_or(o.seq_len);
-    o.samples = s.optional<std::int64_t>("samples").value_or(o.samples);
+    o.lambda = s.optional<double>("lambda", at_least(0.0), ">= 0").value_or(o.lambda);
+    o.lr = s.optional<double>("lr", above(0.0), "> 0").value_or(o.lr);
+    o.epochs = s.optional<std::int64_t>("epochs", at_least(1), ">= 1").value_or(o.epochs);
+    o.batch_size = s.optional<std::int64_t>("batch_size", at_least(1), ">= 1").value_or(o.batch_size);
+    o.seq_len = s.optional<std::int64_t>("seq_len", at_least(2), ">= 2").value_or(o.seq_len);
+    o.samples = s.optional<std::int64_t>("samples", at_least(1), ">= 1").value_or(o.samples);
     o.data = s.optional<std::string>("data").value_or(o.data);
     o.seed = s.optional<std::uint64_t>("seed").value_or(o.seed);
-    o.grad_clip = s.optional<double>("grad_clip").value_or(o.grad_clip);
+    o.grad_clip = s.optional<double>("grad_clip", at_least(0.0), ">= 0 (0: off)").value_or(o.grad_clip);
     if (YAML::Node obj = s.child("quant_error"); obj && !obj.IsNull()) o.quant_error = objective_from(obj, path, "tuning.quant_error");
     s.finish();
   }
   if (YAML::Node n = f.child("inspect"); n && !n.IsNull()) {
     YamlFields s(n, path, "inspect");
-    c.inspect_samples = s.optional<std::int64_t>("samples").value_or(c.inspect_samples);
-    c.inspect_seq_len = s.optional<std::int64_t>("seq_len").value_or(c.inspect_seq_len);
+    c.inspect_samples = s.optional<std::int64_t>("samples", at_least(1), ">= 1").value_or(c.inspect_samples);
+    c.inspect_seq_len = s.optional<std::int64_t>("seq_len", at_least(2), ">= 2").value_or(c.inspect_seq_len);
     c.inspect_data = s.optional<std::string>("data").value_or(c.inspect_data);
     s.finish();
   }

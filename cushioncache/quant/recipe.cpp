@@ -63,8 +63,8 @@ QuantRecipe recipe_from_yaml(const std::string& path) {
   if (YAML::Node cal = f.child("calibration"); cal && !cal.IsNull()) {
     YamlFields c(cal, path, "calibration");
     if (auto d = c.optional<std::string>("data")) r.calibration.data = *d;
-    if (auto n = c.optional<std::int64_t>("samples")) r.calibration.samples = *n;
-    if (auto t = c.optional<std::int64_t>("seq_len")) r.calibration.seq_len = *t;
+    if (auto n = c.optional<std::int64_t>("samples", at_least(1), ">= 1")) r.calibration.samples = *n;
+    if (auto t = c.optional<std::int64_t>("seq_len", at_least(2), ">= 2")) r.calibration.seq_len = *t;
     if (auto seed = c.optional<std::uint64_t>("seed")) r.calibration.seed = *seed;
     c.finish();
   }

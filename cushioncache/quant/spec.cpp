@@ -152,7 +152,7 @@ QuantSpec quant_spec_from_yaml(const YAML::Node& node, QuantRole role, const std
     const std::string word = g->rfind("per-", 0) == 0 ? g->substr(4) : *g;
     spec.granularity = parse_granularity(word, &spec.group_size, *g);
   }
-  if (auto gs = f.optional<std::int64_t>("group_size")) spec.group_size = *gs;
+  if (auto gs = f.optional<std::int64_t>("group_size", at_least(1), ">= 1")) spec.group_size = *gs;
   if (auto m = f.optional<std::string>("mode")) {
     if (*m != "static" && *m != "dynamic") throw_error(ErrorKind::kInvalidConfig, "{}: '{}.mode' must be static or dynamic", f.where("mode"), path);
     spec.mode = *m == "static" ? RangeMode::kStatic : RangeMode::kDynamic;

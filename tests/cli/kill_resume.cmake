@@ -64,6 +64,12 @@ string(JSON resumed_prefix GET "${resumed}" result prefix)
 if(NOT resumed_prefix STREQUAL full_prefix)
   message(FATAL_ERROR "killed and resumed: prefix ${resumed_prefix}, uninterrupted ${full_prefix}")
 endif()
+# The artifact too, byte for byte: the same tokens, the same KV, the same metadata.
+file(SHA256 "${dir}/full.safetensors" full_hash)
+file(SHA256 "${out}" resumed_hash)
+if(NOT resumed_hash STREQUAL full_hash)
+  message(FATAL_ERROR "killed and resumed: the search artifact differs from the uninterrupted one")
+endif()
 
 # --- tune: 6 epochs of 4 steps (about 15 steps/s here), a checkpoint after every step. The tuned artifact of a
 # stopped and resumed run must be the uninterrupted one byte for byte (same KV, same log:
