@@ -14,6 +14,39 @@
 
 namespace cushioncache {
 
+VariantQuantizer::VariantQuantizer(const Tokenizer& tokenizer, const Artifact* prefix, bool int8_execution)
+    : tokenizer_(tokenizer), prefix_(prefix), int8_execution_(int8_execution) {}
+
+VariantQuantizer::Applied VariantQuantizer::apply(CausalLM& model, const QuantRecipe& recipe) {
+  Applied applied;
+  const KVCache* float_prefix = prefix_ != nullptr ? &prefix_->prefix : nullptr;
+  const std::string prefix_recipe = prefix_ != nullptr ? prefix_->info.value("recipe", nlohmann::json::object()).value("name", "") : "";
+  // Ranges calibrated with this prefix for this recipe come with the artifact.
+  const std::map<std::string, at::Tensor>* ranges =
+      prefix_ != nullptr && !prefix_->ranges.empty() && prefix_recipe == recipe.name ? &prefix_->ranges : nullptr;
+  const bool calibrates =
+      recipe.smoothquant.has_value() || (ranges == nullptr && recipe.activations.enabled() && recipe.activations.mode == RangeMode::kStatic);
+  const CalibrationSet* calibration = nullptr;
+  if (calibrates) {
+    const BosPolicy bos = float_prefix != nullptr ? BosPolicy::kNo : BosPolicy::kAuto;
+    const std::string key = to_json(recipe)["calibration"].dump();
+    auto it = calibrations_.find(key);
+    if (it == calibrations_.end()) {
+      const std::int64_t room = model.config().max_position_embeddings - (float_prefix != nullptr ? float_prefix->length() : 0);
+      it = calibrations_.emplace(key, build_calibration_set(tokenizer_, recipe.calibration, room, bos)).first;
+    }
+    calibration = &it->second;
+    applied.calibration = calibration->description;
+  }
+  if (ranges != nullptr) {
+    log::info("{}: static ranges from the prefix artifact", recipe.name);
+    applied.calibration += (applied.calibration.empty() ? "" : "; ") + std::string("static ranges from the prefix artifact");
+  }
+  applied.quantized = std::make_unique<QuantizedModel>(model, recipe, calibration, float_prefix, ranges);
+  if (int8_execution_) applied.quantized->execute_int8(model);
+  return applied;
+}
+
 std::vector<VariantResult> evaluate_variants(const ModelFactory& load_model, const Tokenizer& tokenizer, const VariantPlan& plan,
                                              const std::string& model_path) {
   if (plan.variants.empty()) throw_error(ErrorKind::kInvalidArgument, "no variant to evaluate");
@@ -22,49 +55,28 @@ std::vector<VariantResult> evaluate_variants(const ModelFactory& load_model, con
   for (const auto& v : plan.variants) recipes.push_back(v == "float" ? std::nullopt : std::optional<QuantRecipe>(load_recipe(v)));
 
   std::vector<VariantResult> results;
-  const KVCache* float_prefix_ptr = plan.prefix != nullptr ? &plan.prefix->prefix : nullptr;
-  const std::string prefix_recipe = plan.prefix != nullptr ? plan.prefix->info.value("recipe", nlohmann::json::object()).value("name", "") : "";
-  std::map<std::string, CalibrationSet> calibrations;  // shared by recipes with the same settings
+  VariantQuantizer quantizer(tokenizer, plan.prefix, plan.int8_execution);
   for (std::size_t i = 0; i < plan.variants.size(); ++i) {
     auto model = load_model();
     VariantResult result;
     result.label = plan.variants[i];
     EvaluationPlan evaluation = plan.evaluation;
     evaluation.prefix_description = plan.prefix_description;
-    std::unique_ptr<QuantizedModel> quantized;
+    VariantQuantizer::Applied applied;
     if (recipes[i]) {
       const QuantRecipe& recipe = *recipes[i];
       result.label = recipe.name;
       result.recipe = to_json(recipe);
-      const CalibrationSet* calibration = nullptr;
-      // Ranges calibrated with this prefix for this recipe come with the artifact.
-      const std::map<std::string, at::Tensor>* ranges =
-          plan.prefix != nullptr && !plan.prefix->ranges.empty() && prefix_recipe == recipe.name ? &plan.prefix->ranges : nullptr;
-      const bool calibrates = recipe.smoothquant.has_value() ||
-                              (ranges == nullptr && recipe.activations.enabled() && recipe.activations.mode == RangeMode::kStatic);
-      if (calibrates) {
-        const BosPolicy bos = float_prefix_ptr != nullptr ? BosPolicy::kNo : BosPolicy::kAuto;
-        const std::string key = to_json(recipe)["calibration"].dump();
-        auto it = calibrations.find(key);
-        if (it == calibrations.end()) {
-          const std::int64_t room = model->config().max_position_embeddings - (float_prefix_ptr ? float_prefix_ptr->length() : 0);
-          it = calibrations.emplace(key, build_calibration_set(tokenizer, recipe.calibration, room, bos)).first;
-        }
-        calibration = &it->second;
-        result.calibration = calibration->description;
-      }
       log::debug("variant {}: {}", recipe.name, result.recipe.dump());
-      if (ranges != nullptr) log::info("variant {}: static ranges from the prefix artifact", recipe.name);
-      if (ranges != nullptr) result.calibration += (result.calibration.empty() ? "" : "; ") + std::string("static ranges from the prefix artifact");
-      quantized = std::make_unique<QuantizedModel>(*model, recipe, calibration, float_prefix_ptr, ranges);
+      applied = quantizer.apply(*model, recipe);
+      result.calibration = applied.calibration;
       if (plan.int8_execution) {
-        quantized->execute_int8(*model);
         result.execution = "int8";
         result.label += " [int8]";
       }
-      evaluation.prefix = quantized->prefix();
+      evaluation.prefix = applied.quantized->prefix();
     } else {
-      evaluation.prefix = float_prefix_ptr;
+      evaluation.prefix = plan.prefix != nullptr ? &plan.prefix->prefix : nullptr;
     }
     result.report = evaluate(*model, tokenizer, evaluation, describe_model(*model, model_path));
     results.push_back(std::move(result));

@@ -5,8 +5,9 @@
 #pragma once
 
 #include <functional>
-#include <optional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@
 #include "cushioncache/artifact/artifact.h"
 #include "cushioncache/eval/evaluate.h"
 #include "cushioncache/model/causal_lm.h"
+#include "cushioncache/quant/calibration.h"
+#include "cushioncache/quant/quantize_model.h"
+#include "cushioncache/quant/recipe.h"
 #include "cushioncache/tokenizer/tokenizer.h"
 
 namespace cushioncache {
@@ -40,6 +44,29 @@ struct VariantPlan {
 };
 
 using ModelFactory = std::function<std::unique_ptr<CausalLM>()>;
+
+// Applies recipes to models the way every command does: static ranges calibrated behind
+// the float prefix (calibration sets shared between recipes with the same settings), or
+// taken from the prefix artifact when they were calibrated for this recipe; SmoothQuant
+// always calibrates; on the INT8 kernels when asked.
+class VariantQuantizer {
+ public:
+  // `prefix` (may be null) must outlive this object.
+  VariantQuantizer(const Tokenizer& tokenizer, const Artifact* prefix, bool int8_execution);
+
+  struct Applied {
+    std::unique_ptr<QuantizedModel> quantized;  // keeps the quantizers on the model
+    std::string calibration;                    // where the static ranges came from ("" if none)
+  };
+  // Quantizes `model` (a fresh float copy: weights change in place) for `recipe`.
+  Applied apply(CausalLM& model, const QuantRecipe& recipe);
+
+ private:
+  const Tokenizer& tokenizer_;
+  const Artifact* prefix_;
+  bool int8_execution_;
+  std::map<std::string, CalibrationSet> calibrations_;  // by the recipe's calibration settings
+};
 
 std::vector<VariantResult> evaluate_variants(const ModelFactory& load_model, const Tokenizer& tokenizer, const VariantPlan& plan,
                                              const std::string& model_path);

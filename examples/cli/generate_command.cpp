@@ -3,15 +3,18 @@
 #include <string>
 
 #include "commands.h"
+#include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
 #include "cushioncache/model/generate.h"
+#include "cushioncache/pipeline/quantized_eval.h"
+#include "cushioncache/quant/recipe.h"
 
 namespace cushioncache::cli {
 
 void add_generate_command(CLI::App& app) {
   struct Flags {
     ModelFlags model;
-    std::string prompt, prefix;
+    std::string prompt, prefix, quant, exec = "fake";
     GenerateOptions generate;
   };
   auto flags = std::make_shared<Flags>();
@@ -24,8 +27,13 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--top-p", flags->generate.top_p, "nucleus sampling mass, in (0, 1]")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", flags->generate.seed, "sampling seed")->capture_default_str();
   cmd->add_option("--prefix", flags->prefix, "a CushionCache artifact whose prefix KV is cached before the prompt (no second BOS)");
+  cmd->add_option("--quant", flags->quant, "generate from the model quantized with this preset or recipe .yaml (as eval --quant)");
+  cmd->add_option("--exec", flags->exec, "fake: fake quantization; int8: the quantized linears run on the INT8 kernels")
+      ->capture_default_str()->check(CLI::IsMember({"fake", "int8"}));
 
   cmd->callback([flags] {
+    if (flags->exec == "int8" && flags->quant.empty()) throw_error(ErrorKind::kInvalidArgument, "--exec int8 needs --quant RECIPE");
+    const std::optional<QuantRecipe> recipe = flags->quant.empty() ? std::nullopt : std::optional<QuantRecipe>(load_recipe(flags->quant));
     auto model = flags->model.load_model();
     auto tokenizer = flags->model.load_tokenizer();
     const std::optional<Artifact> prefix = load_prefix_flags(*model, *tokenizer, flags->prefix, nullptr);
@@ -35,6 +43,14 @@ void add_generate_command(CLI::App& app) {
       options.prefix = &prefix->prefix;
       options.bos = BosPolicy::kNo;
       log::info("prefix: {}", describe_prefix(*prefix, *tokenizer));
+    }
+    VariantQuantizer::Applied quantized;
+    if (recipe) {
+      VariantQuantizer quantizer(*tokenizer, prefix ? &*prefix : nullptr, flags->exec == "int8");
+      quantized = quantizer.apply(*model, *recipe);
+      options.prefix = quantized.quantized->prefix();  // the prefix as the quantized model reads it (SmoothQuant)
+      log::info("{}{}{}", recipe->name, flags->exec == "int8" ? " on the INT8 kernels" : " (fake quantization)",
+                quantized.calibration.empty() ? "" : ", " + quantized.calibration);
     }
     options.on_text = [](std::string_view text) {
       std::fwrite(text.data(), 1, text.size(), stdout);

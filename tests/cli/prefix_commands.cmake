@@ -51,6 +51,23 @@ if(NOT OUT STREQUAL plain)
   message(FATAL_ERROR "generation behind the BOS artifact differs:\n${plain}\nvs\n${OUT}")
 endif()
 
+# Generating from the quantized model: on the INT8 kernels the greedy text is the fake
+# quantization's, behind the artifact's prefix with the static ranges it carries.
+if(CC_HAVE_ONEDNN)
+  set(quantized generate ${M} --prompt "Once upon a time" --temperature 0 --steps 39 --prefix "${dir}/bos.safetensors"
+      --quant w8a8-per-tensor-static)
+  cc_run(${quantized} --exec fake)
+  cc_expect_rc(0 "generate --quant")
+  set(fake "${OUT}")
+  cc_run(${quantized} --exec int8)
+  cc_expect_rc(0 "generate --quant --exec int8")
+  if(NOT OUT STREQUAL fake OR NOT ERR MATCHES "on the INT8 kernels, static ranges from the prefix artifact")
+    message(FATAL_ERROR "generate --exec int8 differs from fake quantization:\n${fake}\nvs\n${OUT}\n${ERR}")
+  endif()
+endif()
+cc_run(generate ${M} --exec int8)
+cc_expect_rc(2 "--exec int8 without --quant")
+
 # Missing, corrupt or foreign files: exit 3, naming the file.
 cc_run(eval ${M} --ppl wikitext2 --prefix "${dir}/missing.safetensors")
 cc_expect_rc(3 "missing artifact")
