@@ -36,7 +36,9 @@ for exe in "$build"/tests/fuzz/fuzz_*; do
   mkdir -p "$corpus"
   [ -d "$fuzz/seeds/$target" ] && cp "$fuzz/seeds/$target"/* "$corpus"/
   log="$fuzz/$target.log"
-  if (cd "$fuzz/findings" && "$exe" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+  # A fixed seed makes a run reproducible: a slower machine explores a prefix of the same
+  # sequence. CC_FUZZ_SEED=0 lets libFuzzer pick one, for hunting.
+  if (cd "$fuzz/findings" && "$exe" -seed="${CC_FUZZ_SEED:-1}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
         -artifact_prefix="$fuzz/findings/$target-" -print_final_stats=1 "$corpus" >"$log" 2>&1); then
     result=ok
   else

@@ -207,6 +207,13 @@ TEST_CASE("corrupt llama2.c files give named errors", "[llama2c][errors]") {
     std::ofstream(dir / "intmin.bin", std::ios::binary) << bad;
     cc::testing::expect_error([&] { cc::load_model(dir / "intmin.bin"); }, cc::ErrorKind::kCorruptInput, {"intmin.bin", "vocab_size"});
   }
+  SECTION("a header whose sizes imply terabytes (fuzzer finding: allocated before checking the file)") {
+    std::string bad(28 + 64, '\0');
+    const std::int32_t header[7] = {1 << 22, 12, 1 << 21, 2, 1, 1 << 23, 16};  // each plausible alone
+    std::memcpy(bad.data(), header, sizeof header);
+    std::ofstream(dir / "huge.bin", std::ios::binary) << bad;
+    cc::testing::expect_error([&] { cc::load_model(dir / "huge.bin"); }, cc::ErrorKind::kCorruptInput, {"huge.bin", "truncated"});
+  }
   SECTION("unknown version") {
     std::string bad(256, '\0');
     const std::uint32_t magic = 0x616b3432;

@@ -47,10 +47,13 @@ class Cursor {
  public:
   Cursor(const MappedFile& file, std::size_t offset) : file_(file), offset_(offset) {}
 
+  // Every read is checked against the file before its tensor is allocated: a header that
+  // claims terabytes fails as truncated instead of as an allocation.
   at::Tensor f32(std::vector<std::int64_t> shape) {
-    const std::int64_t numel = count(shape);
+    const auto bytes = static_cast<std::size_t>(count(shape)) * 4;
+    const std::uint8_t* source = take(bytes);
     at::Tensor t = at::empty(shape, at::kFloat);
-    std::memcpy(t.data_ptr<float>(), take(static_cast<std::size_t>(numel) * 4), static_cast<std::size_t>(numel) * 4);
+    std::memcpy(t.data_ptr<float>(), source, bytes);
     return t;
   }
 
@@ -58,10 +61,12 @@ class Cursor {
   at::Tensor q8_0(std::vector<std::int64_t> shape, int group) {
     const std::int64_t numel = count(shape);
     if (numel % group != 0) throw_error(ErrorKind::kCorruptInput, "tensor of {} values is not a multiple of group size {}", numel, group);
+    const std::uint8_t* values = take(static_cast<std::size_t>(numel));
+    const std::uint8_t* scales = take(static_cast<std::size_t>(numel / group) * 4);
     at::Tensor q = at::empty({numel / group, group}, at::kChar);
-    std::memcpy(q.data_ptr<std::int8_t>(), take(static_cast<std::size_t>(numel)), static_cast<std::size_t>(numel));
+    std::memcpy(q.data_ptr<std::int8_t>(), values, static_cast<std::size_t>(numel));
     at::Tensor s = at::empty({numel / group, 1}, at::kFloat);
-    std::memcpy(s.data_ptr<float>(), take(static_cast<std::size_t>(numel / group) * 4), static_cast<std::size_t>(numel / group) * 4);
+    std::memcpy(s.data_ptr<float>(), scales, static_cast<std::size_t>(numel / group) * 4);
     return (q.to(at::kFloat) * s).reshape(shape);
   }
 
