@@ -1,5 +1,5 @@
-// tokenizer_config.json beside a fixed valid tokenizer.json (the seed corpus's smallest
-// byte-level one is not needed: a few tokens suffice to exercise BOS/EOS handling).
+// tokenizer_config.json beside a fixed five-token tokenizer.json: a few tokens are enough
+// to exercise what the config controls (BOS/EOS tokens and whether they are added).
 #include "cushioncache/tokenizer/hf_tokenizer.h"
 #include "cushioncache/tokenizer/tokenizer.h"
 #include "fuzz_support.h"
