@@ -77,7 +77,7 @@ inline std::unique_ptr<LlamaModel> llama7b_block(const c10::Device& device, c10:
   c.num_kv_heads = 32;
   c.head_dim = 128;
   c.max_position_embeddings = 4096;
-  c.rms_norm_eps = 1e-5;
+  c.norm_eps = 1e-5;
   return random_llama(c, device, dtype);
 }
 

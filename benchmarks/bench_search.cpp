@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
       c.num_kv_heads = 4;
       c.head_dim = 64;
       c.max_position_embeddings = 2048;
-      c.rms_norm_eps = 1e-5;
+      c.norm_eps = 1e-5;
       at::manual_seed(0);
       auto model = cc::bench::random_llama(c, device, at::kFloat);
       const std::int64_t sink = tokenizer->encode("\n", cc::BosPolicy::kNo).back();

@@ -147,7 +147,7 @@ TEST_CASE("a llama2.c model converted to the HF layout gives the same logits", "
   CHECK(fs::exists(dir / "hf" / "model.safetensors"));
   auto converted = cc::load_model(dir / "hf");
   CHECK(converted->config().tie_word_embeddings);
-  CHECK(converted->config().rms_norm_eps == 1e-5);
+  CHECK(converted->config().norm_eps == 1e-5);
   const at::Tensor ids = at::tensor(kTokens, at::kLong).unsqueeze(0);
   CHECK(max_abs_diff(converted->forward(ids).logits, original->forward(ids).logits) == 0.0);
 }

@@ -17,17 +17,11 @@
 #include "support/test_support.h"
 
 namespace cc = cushioncache;
+using cc::testing::ids_tensor;
 using cc::testing::max_abs_diff;
+using cc::testing::random_ids;
 
 namespace {
-
-at::Tensor ids_tensor(const std::vector<std::int64_t>& ids) { return at::tensor(ids, at::kLong).unsqueeze(0); }
-
-std::vector<std::int64_t> random_ids(std::int64_t n, std::int64_t vocab, std::uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  at::Tensor t = at::randint(vocab, {n}, gen, at::kLong);
-  return std::vector<std::int64_t>(t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + n);
-}
 
 std::unique_ptr<cc::CausalLM> tiny_model(bool tied = false, std::uint64_t seed = 1) {
   return cc::build_model(cc::testing::random_weights(cc::testing::tiny_llama_config(tied), seed));

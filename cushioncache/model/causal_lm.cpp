@@ -12,6 +12,28 @@
 
 namespace cushioncache {
 
+SiteProducer SiteProducer::from_norm(int layer, Site site, std::vector<Linear*> consumers, at::Tensor* gain, at::Tensor* bias,
+                                     at::Tensor channels) {
+  SiteProducer p;
+  p.layer = layer;
+  p.site = site;
+  p.consumers = std::move(consumers);
+  p.norm_weight = gain;
+  p.norm_bias = bias;
+  p.producer_row = std::move(channels);
+  return p;
+}
+
+SiteProducer SiteProducer::from_linear(int layer, Site site, std::vector<Linear*> consumers, Linear* producer, at::Tensor rows) {
+  SiteProducer p;
+  p.layer = layer;
+  p.site = site;
+  p.consumers = std::move(consumers);
+  p.producer = producer;
+  p.producer_row = std::move(rows);
+  return p;
+}
+
 HookHandle& HookHandle::operator=(HookHandle&& other) noexcept {
   if (this != &other) {
     remove();
@@ -148,9 +170,50 @@ ForwardState CausalLM::select_rows(const ForwardState& state, const at::Tensor& 
   s.text_mask = state.text_mask.index_select(0, index);
   s.rope_cos = pick(state.rope_cos);
   s.rope_sin = pick(state.rope_sin);
+  s.head_bias = pick(state.head_bias);
   s.input_ids = state.input_ids.index_select(0, index);
   s.past_tokens = pick(state.past_tokens);
   return s;
+}
+
+at::Tensor CausalLM::attend(int layer, at::Tensor q, at::Tensor k, at::Tensor v, ForwardState& state, double scale) const {
+  const std::int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1);
+  const std::int64_t G = H / Hkv;
+  q = at_site(layer, Site::kQuery, q, state);
+  k = at_site(layer, Site::kKey, k, state);
+  v = at_site(layer, Site::kValue, v, state);
+  if (state.past != nullptr) {
+    const LayerKV& past = state.past->layers[static_cast<std::size_t>(layer)];
+    const std::int64_t P = past.key.size(2);
+    k = at::cat({past.key.to(k.scalar_type()).expand({B, Hkv, P, D}), k}, 2);
+    v = at::cat({past.value.to(v.scalar_type()).expand({B, Hkv, P, D}), v}, 2);
+  }
+  if (state.collect_cache) state.cache.layers[static_cast<std::size_t>(layer)] = {k, v};
+  const std::int64_t S = k.size(2);
+
+  // Grouped-query attention without copying K/V per query head: the G query heads that
+  // share a KV head are stacked along the sequence axis of one matmul. The scale goes on
+  // q (T rows) rather than on the scores (T x S).
+  at::Tensor qg = (q * scale).reshape({B, Hkv, G * T, D});
+  // In place: no backward formula needs the matmul's output.
+  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).view({B, Hkv, G, T, S}).to(at::kFloat);
+  scores.add_(state.attn_bias.unsqueeze(1));
+  if (state.head_bias.defined()) scores.add_(state.head_bias.view({state.head_bias.size(0), Hkv, G, 1, S}));
+  at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type());
+  probs = at_site(layer, Site::kAttnProbs, probs.view({B, H, T, S}), state);
+  at::Tensor out = at::matmul(probs.view({B, Hkv, G * T, S}), v);  // [B, Hkv, G*T, D]
+  out = out.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
+  return at_site(layer, Site::kOProjInput, out, state);
+}
+
+void CausalLM::check_positions_fit(const ForwardState& state) const {
+  // Without padding the last position is S_past + T - 1; only a longer input pays for the
+  // exact maximum (a device sync).
+  if (state.past_length + state.length <= config_.max_position_embeddings) return;
+  const std::int64_t last = state.positions.max().item<std::int64_t>();
+  if (last >= config_.max_position_embeddings)
+    throw_error(ErrorKind::kInvalidArgument, "position {} (prefix and text together) is beyond the model's max_position_embeddings {}",
+                last, config_.max_position_embeddings);
 }
 
 ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const ForwardOptions& options) {

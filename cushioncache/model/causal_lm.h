@@ -51,6 +51,9 @@ struct ForwardState {
   bool collect_cache = false;
   KVCache cache;                  // filled block by block when collect_cache
   at::Tensor rope_cos, rope_sin;  // [B, 1, T, head_dim], for families with rotary positions
+  // [B or 1, heads, 1, S_past + T] float32, added to every layer's scores on top of
+  // attn_bias (ALiBi); undefined for other families.
+  at::Tensor head_bias;
   at::Tensor input_ids;           // [B, T] on the model's device
   at::Tensor past_tokens;         // [B or 1, S_past] or undefined (see SiteContext)
 };
@@ -74,6 +77,13 @@ struct SiteProducer {
   at::Tensor* norm_bias = nullptr;
   Linear* producer = nullptr;          // producer is a linear: its output rows
   at::Tensor producer_row;             // [channels] int64: the producer row behind each site channel
+
+  // A norm's output (gain, and bias when given) feeds the site channel by channel.
+  static SiteProducer from_norm(int layer, Site site, std::vector<Linear*> consumers, at::Tensor* gain, at::Tensor* bias,
+                                at::Tensor channels);
+  // Site channel c comes from row rows[c] of a linear's output (through an elementwise op
+  // that commutes with positive scales).
+  static SiteProducer from_linear(int layer, Site site, std::vector<Linear*> consumers, Linear* producer, at::Tensor rows);
 };
 
 class CausalLM;
@@ -141,6 +151,14 @@ class CausalLM {
   at::Tensor at_site(int layer, Site site, at::Tensor x, const ForwardState& state) const;
   // Family-specific per-forward data (e.g. rotary tables) once positions are known.
   virtual void prepare_positions(ForwardState& state) const = 0;
+  // Attention over the cached past and this input, the same for every family. q is
+  // [B, heads, T, D], k and v [B, kv_heads, T, D], positions already applied. Reports the
+  // query, key, value, probability and output sites, extends the cache, scales the
+  // scores by `scale`, adds state.attn_bias and state.head_bias, and returns the input of
+  // the output projection [B, T, heads * D].
+  at::Tensor attend(int layer, at::Tensor q, at::Tensor k, at::Tensor v, ForwardState& state, double scale) const;
+  // kInvalidArgument when a position reaches past a learned position table.
+  void check_positions_fit(const ForwardState& state) const;
 
  private:
   friend class HookHandle;

@@ -2,12 +2,13 @@
 
 #include <cmath>
 #include <limits>
-#include <map>
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
+#include "cushioncache/io/json_file.h"
 
 namespace cushioncache {
 namespace {
@@ -19,7 +20,121 @@ at::Tensor rotate_half(const at::Tensor& x) {
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
+using nlohmann::json;
+
+RopeScaling parse_rope_scaling(const json& spec) {
+  RopeScaling r;
+  if (spec.is_null()) return r;
+  if (!spec.is_object()) throw_error(ErrorKind::kInvalidConfig, "field 'rope_scaling' must be an object");
+  std::string type = optional_field<std::string>(spec, "rope_type", optional_field<std::string>(spec, "type", "default"));
+  if (type == "default") return r;
+  r.factor = required_field<double>(spec, "factor");
+  if (!(r.factor >= 1.0)) throw_error(ErrorKind::kInvalidConfig, "rope_scaling.factor = {} must be >= 1", r.factor);
+  if (type == "linear") {
+    r.type = RopeScalingType::kLinear;
+  } else if (type == "llama3") {
+    r.type = RopeScalingType::kLlama3;
+    r.low_freq_factor = required_field<double>(spec, "low_freq_factor");
+    r.high_freq_factor = required_field<double>(spec, "high_freq_factor");
+    r.original_max_position_embeddings = required_field<std::int64_t>(spec, "original_max_position_embeddings");
+    if (!(r.high_freq_factor > r.low_freq_factor))
+      throw_error(ErrorKind::kInvalidConfig, "rope_scaling.high_freq_factor must exceed low_freq_factor");
+  } else {
+    throw_error(ErrorKind::kUnsupported, "rope_scaling type '{}' is not supported (default, linear, llama3 are)", type);
+  }
+  return r;
+}
+
+// LLaMA, Mistral and Qwen2 configs (transformers' configuration_llama.py and siblings).
+void parse_llama_config(const json& j, ModelConfig& c) {
+  c.hidden_act = optional_field<std::string>(j, "hidden_act", "silu");
+  if (c.hidden_act != "silu") throw_error(ErrorKind::kUnsupported, "hidden_act '{}' (the LLaMA family uses silu)", c.hidden_act);
+  c.vocab_size = required_field<std::int64_t>(j, "vocab_size");
+  c.hidden_size = required_field<std::int64_t>(j, "hidden_size");
+  c.intermediate_size = required_field<std::int64_t>(j, "intermediate_size");
+  c.num_layers = required_field<std::int64_t>(j, "num_hidden_layers");
+  c.num_heads = required_field<std::int64_t>(j, "num_attention_heads");
+  c.num_kv_heads = optional_field<std::int64_t>(j, "num_key_value_heads", c.num_heads);
+  c.head_dim = optional_field<std::int64_t>(j, "head_dim", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
+  c.max_position_embeddings = optional_field<std::int64_t>(j, "max_position_embeddings", 2048);
+  c.norm_eps = optional_field<double>(j, "rms_norm_eps", 1e-6);
+  c.tie_word_embeddings = optional_field<bool>(j, "tie_word_embeddings", false);
+
+  // transformers 5 moves rope_theta and the scaling into "rope_parameters".
+  json rope = j.value("rope_parameters", json());
+  if (!rope.is_null() && !rope.is_object()) throw_error(ErrorKind::kInvalidConfig, "field 'rope_parameters' must be an object");
+  c.rope_theta = optional_field<double>(j, "rope_theta", rope.is_object() ? optional_field<double>(rope, "rope_theta", 10000.0) : 10000.0);
+  c.rope_scaling = parse_rope_scaling(j.value("rope_scaling", rope));
+
+  if (c.model_type == "qwen2") {
+    c.attention_bias = true;  // Qwen2 always has q/k/v biases and none on o_proj
+    if (optional_field<bool>(j, "use_sliding_window", false))
+      throw_error(ErrorKind::kUnsupported, "Qwen2 use_sliding_window (per-layer windows) is not supported");
+  } else {
+    c.attention_bias = optional_field<bool>(j, "attention_bias", false);
+    c.o_proj_bias = c.attention_bias;
+    c.mlp_bias = optional_field<bool>(j, "mlp_bias", false);
+  }
+  if (c.model_type == "mistral") {
+    auto w = j.find("sliding_window");
+    if (w != j.end() && !w->is_null()) c.sliding_window = required_field<std::int64_t>(j, "sliding_window");
+  }
+}
+
+void write_llama_config(const ModelConfig& c, json& j) {
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_layers;
+  j["num_attention_heads"] = c.num_heads;
+  j["num_key_value_heads"] = c.num_kv_heads;
+  j["head_dim"] = c.head_dim;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["rms_norm_eps"] = c.norm_eps;
+  j["rope_theta"] = c.rope_theta;
+  j["hidden_act"] = "silu";
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  if (c.model_type == "llama") {
+    j["attention_bias"] = c.attention_bias;
+    j["mlp_bias"] = c.mlp_bias;
+  }
+  if (c.sliding_window) j["sliding_window"] = *c.sliding_window;
+  switch (c.rope_scaling.type) {
+    case RopeScalingType::kNone: j["rope_scaling"] = nullptr; break;
+    case RopeScalingType::kLinear: j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scaling.factor}}; break;
+    case RopeScalingType::kLlama3:
+      j["rope_scaling"] = {{"rope_type", "llama3"},
+                           {"factor", c.rope_scaling.factor},
+                           {"low_freq_factor", c.rope_scaling.low_freq_factor},
+                           {"high_freq_factor", c.rope_scaling.high_freq_factor},
+                           {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
+      break;
+  }
+}
+
+std::string llama_architecture(const ModelConfig& c) {
+  if (c.model_type == "mistral") return "MistralForCausalLM";
+  if (c.model_type == "qwen2") return "Qwen2ForCausalLM";
+  return "LlamaForCausalLM";
+}
+
 }  // namespace
+
+const ModelFamily& llama_family() {
+  static const ModelFamily family{
+      {"llama", "mistral", "qwen2"},
+      PositionKind::kRotary,
+      "model.",
+      llama_architecture,
+      parse_llama_config,
+      write_llama_config,
+      LlamaModel::expected_weights,
+      [](ModelConfig config, const WeightSource& weights) -> std::unique_ptr<CausalLM> {
+        return std::make_unique<LlamaModel>(std::move(config), weights);
+      },
+  };
+  return family;
+}
 
 at::Tensor rope_inverse_frequencies(const ModelConfig& config) {
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
@@ -48,9 +163,9 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& config) {
   return inv_freq.to(f32);
 }
 
-std::vector<std::pair<std::string, std::vector<std::int64_t>>> LlamaModel::expected_weights(const ModelConfig& c) {
+WeightList LlamaModel::expected_weights(const ModelConfig& c) {
   const std::int64_t q_out = c.num_heads * c.head_dim, kv_out = c.num_kv_heads * c.head_dim;
-  std::vector<std::pair<std::string, std::vector<std::int64_t>>> w;
+  WeightList w;
   w.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}});
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = layer_prefix(l);
@@ -83,30 +198,21 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> LlamaModel::expec
 LlamaModel::LlamaModel(ModelConfig config, const WeightSource& weights) : CausalLM(std::move(config)) {
   const ModelConfig& c = this->config();
   c.validate();
-  std::map<std::string, std::vector<std::int64_t>> shapes;
-  for (auto& [name, shape] : expected_weights(c)) shapes.emplace(name, shape);
-  auto take = [&](const std::string& name) { return weights(name, shapes.at(name)); };
-  auto linear = [&](const std::string& name, bool bias) {
-    Linear l;
-    l.weight = take(name + ".weight");
-    if (bias) l.bias = take(name + ".bias");
-    return l;
-  };
-
+  const WeightFetcher take(expected_weights(c), weights);
   embed_tokens_ = take("model.embed_tokens.weight");
   layers_.resize(static_cast<std::size_t>(c.num_layers));
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = layer_prefix(l);
     LlamaLayer& layer = layers_[static_cast<std::size_t>(l)];
     layer.input_norm = take(p + "input_layernorm.weight");
-    layer.q_proj = linear(p + "self_attn.q_proj", c.attention_bias);
-    layer.k_proj = linear(p + "self_attn.k_proj", c.attention_bias);
-    layer.v_proj = linear(p + "self_attn.v_proj", c.attention_bias);
-    layer.o_proj = linear(p + "self_attn.o_proj", c.o_proj_bias);
+    layer.q_proj = take.linear(p + "self_attn.q_proj", c.attention_bias);
+    layer.k_proj = take.linear(p + "self_attn.k_proj", c.attention_bias);
+    layer.v_proj = take.linear(p + "self_attn.v_proj", c.attention_bias);
+    layer.o_proj = take.linear(p + "self_attn.o_proj", c.o_proj_bias);
     layer.post_attention_norm = take(p + "post_attention_layernorm.weight");
-    layer.gate_proj = linear(p + "mlp.gate_proj", c.mlp_bias);
-    layer.up_proj = linear(p + "mlp.up_proj", c.mlp_bias);
-    layer.down_proj = linear(p + "mlp.down_proj", c.mlp_bias);
+    layer.gate_proj = take.linear(p + "mlp.gate_proj", c.mlp_bias);
+    layer.up_proj = take.linear(p + "mlp.up_proj", c.mlp_bias);
+    layer.down_proj = take.linear(p + "mlp.down_proj", c.mlp_bias);
   }
   final_norm_ = take("model.norm.weight");
   lm_head_.weight = c.tie_word_embeddings ? embed_tokens_ : take("lm_head.weight");
@@ -123,7 +229,7 @@ void LlamaModel::prepare_positions(ForwardState& state) const {
 
 at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
   at::Tensor xf = x.to(at::kFloat);
-  at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + config().rms_norm_eps);
+  at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + config().norm_eps);
   return weight * normed.to(x.scalar_type());
 }
 
@@ -135,39 +241,12 @@ at::Tensor LlamaModel::attention(int layer, const at::Tensor& x, ForwardState& s
   const ModelConfig& c = config();
   const LlamaLayer& w = layers_[static_cast<std::size_t>(layer)];
   const std::int64_t B = x.size(0), T = x.size(1), H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
-  const std::int64_t G = H / Hkv;
-
   at::Tensor q = w.q_proj(x).view({B, T, H, D}).transpose(1, 2);
   at::Tensor k = w.k_proj(x).view({B, T, Hkv, D}).transpose(1, 2);
   at::Tensor v = w.v_proj(x).view({B, T, Hkv, D}).transpose(1, 2);
   q = q * state.rope_cos + rotate_half(q) * state.rope_sin;
   k = k * state.rope_cos + rotate_half(k) * state.rope_sin;
-  q = at_site(layer, Site::kQuery, q, state);
-  k = at_site(layer, Site::kKey, k, state);
-  v = at_site(layer, Site::kValue, v, state);
-
-  if (state.past != nullptr) {
-    const LayerKV& past = state.past->layers[static_cast<std::size_t>(layer)];
-    const std::int64_t P = past.key.size(2);
-    k = at::cat({past.key.to(k.scalar_type()).expand({B, Hkv, P, D}), k}, 2);
-    v = at::cat({past.value.to(v.scalar_type()).expand({B, Hkv, P, D}), v}, 2);
-  }
-  if (state.collect_cache) state.cache.layers[static_cast<std::size_t>(layer)] = {k, v};
-  const std::int64_t S = k.size(2);
-
-  // Grouped-query attention without copying K/V per query head: the G query heads that
-  // share a KV head are stacked along the sequence axis of one matmul. The scale goes on
-  // q (T rows) rather than on the scores (T x S).
-  at::Tensor qg = (q * (1.0 / std::sqrt(static_cast<double>(D)))).reshape({B, Hkv, G * T, D});
-  // In place: no backward formula needs the matmul's output.
-  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).view({B, Hkv, G, T, S}).to(at::kFloat);
-  scores.add_(state.attn_bias.unsqueeze(1));
-  at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type());
-  probs = at_site(layer, Site::kAttnProbs, probs.view({B, H, T, S}), state);
-  at::Tensor out = at::matmul(probs.view({B, Hkv, G * T, S}), v);  // [B, Hkv, G*T, D]
-  out = out.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
-  out = at_site(layer, Site::kOProjInput, out, state);
-  return w.o_proj(out);
+  return w.o_proj(attend(layer, q, k, v, state, 1.0 / std::sqrt(static_cast<double>(D))));
 }
 
 at::Tensor LlamaModel::run_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
@@ -210,10 +289,7 @@ std::vector<std::pair<std::string, at::Tensor*>> LlamaModel::named_weights() {
     out.emplace_back(p + "input_layernorm.weight", &w.input_norm);
     out.emplace_back(p + "post_attention_layernorm.weight", &w.post_attention_norm);
   }
-  for (const LinearRef& ref : linears()) {
-    out.emplace_back(ref.name + ".weight", &ref.linear->weight);
-    if (ref.linear->bias.defined()) out.emplace_back(ref.name + ".bias", &ref.linear->bias);
-  }
+  append_linears(out, linears());
   out.emplace_back("model.norm.weight", &final_norm_);
   if (!config().tie_word_embeddings) out.emplace_back("lm_head.weight", &lm_head_.weight);
   return out;
@@ -227,25 +303,15 @@ std::vector<SiteProducer> LlamaModel::site_producers() {
   const std::int64_t D = c.head_dim, G = c.num_heads / c.num_kv_heads;
   at::Tensor channel = at::arange(c.num_heads * D, device);
   at::Tensor value_row = channel.div(G * D, "floor").mul(D).add(channel.remainder(D));
-  auto producer = [](int layer, Site site, std::vector<Linear*> consumers, at::Tensor* norm, Linear* linear, at::Tensor row) {
-    SiteProducer p;
-    p.layer = layer;
-    p.site = site;
-    p.consumers = std::move(consumers);
-    p.norm_weight = norm;
-    p.producer = linear;
-    p.producer_row = std::move(row);
-    return p;
-  };
   std::vector<SiteProducer> out;
   for (int l = 0; l < c.num_layers; ++l) {
     LlamaLayer& w = layers_[static_cast<std::size_t>(l)];
     at::Tensor hidden = at::arange(c.hidden_size, device);
-    out.push_back(producer(l, Site::kAttnInput, {&w.q_proj, &w.k_proj, &w.v_proj}, &w.input_norm, nullptr, hidden));
-    out.push_back(producer(l, Site::kOProjInput, {&w.o_proj}, nullptr, &w.v_proj, value_row));
-    out.push_back(producer(l, Site::kMlpInput, {&w.gate_proj, &w.up_proj}, &w.post_attention_norm, nullptr, hidden));
+    out.push_back(SiteProducer::from_norm(l, Site::kAttnInput, {&w.q_proj, &w.k_proj, &w.v_proj}, &w.input_norm, nullptr, hidden));
+    out.push_back(SiteProducer::from_linear(l, Site::kOProjInput, {&w.o_proj}, &w.v_proj, value_row));
+    out.push_back(SiteProducer::from_norm(l, Site::kMlpInput, {&w.gate_proj, &w.up_proj}, &w.post_attention_norm, nullptr, hidden));
     // down_proj reads silu(gate) * up: scaling up's rows scales the product.
-    out.push_back(producer(l, Site::kDownProjInput, {&w.down_proj}, nullptr, &w.up_proj, at::arange(c.intermediate_size, device)));
+    out.push_back(SiteProducer::from_linear(l, Site::kDownProjInput, {&w.down_proj}, &w.up_proj, at::arange(c.intermediate_size, device)));
   }
   return out;
 }

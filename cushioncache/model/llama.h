@@ -3,11 +3,11 @@
 // layout, grouped-query attention, SwiGLU MLP, tied or untied embeddings.
 #pragma once
 
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "cushioncache/model/causal_lm.h"
+#include "cushioncache/model/family.h"
 
 namespace cushioncache {
 
@@ -20,10 +20,6 @@ struct LlamaLayer {
 
 class LlamaModel : public CausalLM {
  public:
-  // Supplies the tensor stored under a Hugging Face name, already checked against the
-  // expected shape and on the model's dtype and device (see model/loader.h).
-  using WeightSource = std::function<at::Tensor(const std::string& name, const std::vector<std::int64_t>& shape)>;
-
   LlamaModel(ModelConfig config, const WeightSource& weights);
 
   c10::Device device() const override { return embed_tokens_.device(); }
@@ -38,7 +34,7 @@ class LlamaModel : public CausalLM {
   std::vector<SiteProducer> site_producers() override;
 
   // The names and shapes a checkpoint of this config must hold.
-  static std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected_weights(const ModelConfig& config);
+  static WeightList expected_weights(const ModelConfig& config);
 
  protected:
   void prepare_positions(ForwardState& state) const override;

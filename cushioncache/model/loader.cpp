@@ -14,7 +14,7 @@
 #include "cushioncache/core/tensor_options.h"
 #include "cushioncache/io/llama2c.h"
 #include "cushioncache/io/safetensors.h"
-#include "cushioncache/model/llama.h"
+#include "cushioncache/model/family.h"
 
 namespace cushioncache {
 namespace fs = std::filesystem;
@@ -38,11 +38,20 @@ void check_shape(const std::string& name, const at::Tensor& t, const std::vector
 std::unique_ptr<CausalLM> build(const ModelConfig& config, const LoadOptions& options,
                                 const std::function<at::Tensor(const std::string&)>& fetch) {
   const c10::ScalarType dtype = resolve_dtype(options, config);
-  return std::make_unique<LlamaModel>(config, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
+  return model_family(config.model_type).build(config, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
     at::Tensor t = fetch(name);
     check_shape(name, t, shape);
     return t.to(options.device, dtype);
   });
+}
+
+// Buffers older transformers versions saved with the weights; no model reads them.
+bool is_saved_buffer(const std::string& name) {
+  for (const char* buffer : {"rotary_emb.inv_freq", ".attn.bias", ".attn.masked_bias"}) {
+    const std::string b = buffer;
+    if (name.size() >= b.size() && name.compare(name.size() - b.size(), b.size(), b) == 0) return true;
+  }
+  return false;
 }
 
 // llama2.c stores q/k rows with RoPE pairs interleaved (2i, 2i+1); Hugging Face pairs
@@ -67,7 +76,7 @@ HfWeights llama2c_to_hf(const Llama2cCheckpoint& ckpt) {
   c.num_kv_heads = h.n_kv_heads;
   c.head_dim = h.dim / h.n_heads;
   c.max_position_embeddings = h.seq_len;
-  c.rms_norm_eps = 1e-5;  // llama2.c's rmsnorm constant
+  c.norm_eps = 1e-5;  // llama2.c's rmsnorm constant
   c.rope_theta = 10000.0;
   c.tie_word_embeddings = h.shared_classifier;
   c.bos_token_id = 1;
@@ -117,15 +126,23 @@ std::unique_ptr<CausalLM> load_model(const fs::path& path, const LoadOptions& op
   if (!fs::exists(config_path)) throw_error(ErrorKind::kNotFound, "{}: no config.json in the model folder", path.string());
   const ModelConfig config = read_hf_config(config_path);
   const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(path);
+  const ModelFamily& family = model_family(config.model_type);
+  // Checkpoints saved from the base model name their tensors without its prefix
+  // ("decoder.layers.0..." for facebook/opt-*, "h.0..." for gpt2 and bigscience/bloom-*).
+  auto stored_name = [&](const std::string& name) {
+    if (ckpt.contains(name) || name.rfind(family.base_prefix, 0) != 0) return name;
+    const std::string bare = name.substr(family.base_prefix.size());
+    return ckpt.contains(bare) ? bare : name;
+  };
   auto model = with_context(ckpt.source().string(), [&] {
-    return build(config, options, [&](const std::string& name) { return ckpt.load(name); });
+    return build(config, options, [&](const std::string& name) { return ckpt.load(stored_name(name)); });
   });
 
   std::vector<std::string> unused;
   std::set<std::string> used;
-  for (const auto& [name, shape] : LlamaModel::expected_weights(config)) used.insert(name);
+  for (const auto& [name, shape] : family.expected_weights(config)) used.insert(stored_name(name));
   for (const auto& name : ckpt.names())
-    if (!used.count(name) && name.find("rotary_emb.inv_freq") == std::string::npos) unused.push_back(name);
+    if (!used.count(name) && !is_saved_buffer(name)) unused.push_back(name);
   if (!unused.empty())
     log::warn("{}: {} tensor(s) not used by the model, e.g. '{}'", ckpt.source().string(), unused.size(), unused.front());
   return model;
@@ -137,7 +154,9 @@ void save_hf_model(CausalLM& model, const fs::path& folder) {
   config.checkpoint_dtype = model.dtype();
   const std::string config_text = to_hf_config(config).dump(2) + "\n";
   std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (auto& [name, tensor] : model.named_weights()) tensors.emplace_back(name, *tensor);
+  const ModelFamily& family = model_family(config.model_type);
+  for (auto& [name, tensor] : model.named_weights())
+    tensors.emplace_back(name, family.checkpoint_layout != nullptr ? family.checkpoint_layout(name, *tensor) : *tensor);
   write_safetensors(folder / "model.safetensors", tensors, {{"format", "pt"}});
   write_file_atomically(folder / "config.json", [&](std::ostream& out) { out << config_text; });
 }

@@ -7,6 +7,7 @@
 #include <c10/core/GradMode.h>
 
 #include "cushioncache/core/error.h"
+#include "cushioncache/core/log.h"
 
 namespace cushioncache {
 namespace {
@@ -34,12 +35,11 @@ class AbsMaxObserver : public ActivationHook {
   std::vector<Site> sites_;
 };
 
-// out[r] = max of values[c] over the channels c with row[c] == r (a few thousand channels:
-// a plain loop on the CPU).
-at::Tensor max_per_row(const at::Tensor& values, const at::Tensor& row) {
+// out[r] = max of values[c] over the channels c with row[c] == r, -inf for rows no
+// channel maps to (a few thousand channels: a plain loop on the CPU).
+at::Tensor max_per_row(const at::Tensor& values, const at::Tensor& row, std::int64_t rows) {
   const at::Tensor v = values.to(at::kCPU, at::kFloat).contiguous();
   const at::Tensor r = row.to(at::kCPU, at::kLong).contiguous();
-  const std::int64_t rows = r.max().item<std::int64_t>() + 1;
   at::Tensor out = at::full({rows}, -std::numeric_limits<float>::infinity(), at::kFloat);
   float* o = out.data_ptr<float>();
   const float* in = v.data_ptr<float>();
@@ -75,9 +75,12 @@ std::map<SiteKey, at::Tensor> apply_smoothquant(CausalLM& model, const std::map<
     at::Tensor weight = at::zeros({C}, act.options());
     for (Linear* consumer : p.consumers) weight = at::maximum(weight, consumer->weight.abs().amax(0).to(at::kFloat));
     // Channels fed by one producer row must share their scale (grouped-query attention).
-    at::Tensor act_row = max_per_row(act, p.producer_row);
-    at::Tensor weight_row = max_per_row(weight, p.producer_row);
+    // Rows that feed no site channel (the query and key rows of a fused projection) keep 1.
+    const std::int64_t rows = p.producer != nullptr ? p.producer->weight.size(0) : C;
+    at::Tensor act_row = max_per_row(act, p.producer_row, rows);
+    at::Tensor weight_row = max_per_row(weight, p.producer_row, rows);
     at::Tensor s_row = act_row.clamp_min(kFloor).pow(alpha) / weight_row.clamp_min(kFloor).pow(1.0 - alpha);
+    s_row = at::where(act_row.isneginf(), at::ones_like(s_row), s_row);
     at::Tensor s = s_row.index_select(0, p.producer_row);  // per site channel
 
     if (p.norm_weight != nullptr) {
@@ -93,6 +96,14 @@ std::map<SiteKey, at::Tensor> apply_smoothquant(CausalLM& model, const std::map<
       consumer->weight = (consumer->weight.to(at::kFloat) * s.unsqueeze(0)).to(consumer->weight.scalar_type());
     scales[{p.layer, p.site}] = s;
   }
+  // A site the family cannot fold (e.g. the input of a down-projection behind GELU, or
+  // any norm output of a post-norm OPT) stays as it is: say so, once per site.
+  std::map<Site, int> unfoldable;
+  for (const auto& [key, absmax] : activation_absmax)
+    if (!scales.count(key)) ++unfoldable[key.second];
+  for (const auto& [site, layers] : unfoldable)
+    log::warn("SmoothQuant: {} has no producer to fold a scale into in this {} model; left unsmoothed in {} layer(s)", site_name(site),
+              model.config().model_type, layers);
   return scales;
 }
 

@@ -23,7 +23,9 @@ using SiteKey = std::pair<int, Site>;  // (layer, site)
 std::map<SiteKey, at::Tensor> collect_channel_absmax(CausalLM& model, const CalibrationSet& calibration, const KVCache* prefix,
                                                      const std::vector<Site>& sites);
 
-// Folds the smoothing scales into the model's weights; returns the scale per site.
+// Folds the smoothing scales into the model's weights; returns the scale per site. Sites
+// whose family has no producer for them (CausalLM::site_producers) are skipped with a
+// warning.
 std::map<SiteKey, at::Tensor> apply_smoothquant(CausalLM& model, const std::map<SiteKey, at::Tensor>& activation_absmax,
                                                 double alpha);
 

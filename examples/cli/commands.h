@@ -33,6 +33,7 @@ std::string describe_prefix(const Artifact& prefix, const Tokenizer& tokenizer);
 
 void add_generate_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_logits_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { cc::log::set_level(cc::log::parse_level(log_level)); });
   cc::cli::add_generate_command(app);
   cc::cli::add_tokenize_command(app);
+  cc::cli::add_logits_command(app);
   cc::cli::add_convert_command(app);
   cc::cli::add_eval_command(app);
   cc::cli::add_inspect_command(app);

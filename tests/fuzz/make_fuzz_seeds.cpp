@@ -137,6 +137,9 @@ int main(int argc, char** argv) {
     // A tiny LLaMA: config.json and a prefix artifact made for it.
     const auto config = cc::testing::tiny_llama_config(false);
     add_seed(out / "hf_config", "config.json", cc::to_hf_config(config).dump(2));
+    // The other families' configs as their released checkpoints spell them.
+    for (const char* family : {"opt", "opt-350m", "bloom", "gpt2"})
+      add_seed(out / "hf_config", std::string(family) + ".json", cc::testing::hf_config_json(cc::testing::tiny_family_config(family)).dump(2));
     auto model = cc::build_model(cc::testing::random_weights(config, 1));
     cc::save_artifact(cc::make_token_artifact(*model, "text", {1, 5, 9}), scratch / "prefix.safetensors");
     add_seed(out / "artifact", "prefix.safetensors", cc::read_file(scratch / "prefix.safetensors"));

@@ -69,7 +69,7 @@ at::Tensor reference_llama_logits(const HfWeights& w, const std::vector<std::int
   at::Tensor x = w.tensors.at("model.embed_tokens.weight").to(at::kDouble).index_select(0, at::tensor(ids, at::kLong));
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    at::Tensor h = rms_norm(x, w.tensors.at(p + "input_layernorm.weight").to(at::kDouble), c.rms_norm_eps);
+    at::Tensor h = rms_norm(x, w.tensors.at(p + "input_layernorm.weight").to(at::kDouble), c.norm_eps);
     at::Tensor q = rotate(linear(w, p + "self_attn.q_proj", h).view({T, H, D}), inv_freq);
     at::Tensor k = rotate(linear(w, p + "self_attn.k_proj", h).view({T, Hkv, D}), inv_freq);
     at::Tensor v = linear(w, p + "self_attn.v_proj", h).view({T, Hkv, D});
@@ -83,11 +83,11 @@ at::Tensor reference_llama_logits(const HfWeights& w, const std::vector<std::int
       heads.push_back(at::softmax(scores, -1).matmul(v.select(1, kv)));  // [T, D]
     }
     x = x + linear(w, p + "self_attn.o_proj", at::cat(heads, 1));
-    at::Tensor m = rms_norm(x, w.tensors.at(p + "post_attention_layernorm.weight").to(at::kDouble), c.rms_norm_eps);
+    at::Tensor m = rms_norm(x, w.tensors.at(p + "post_attention_layernorm.weight").to(at::kDouble), c.norm_eps);
     at::Tensor gate = linear(w, p + "mlp.gate_proj", m);
     x = x + linear(w, p + "mlp.down_proj", gate * at::sigmoid(gate) * linear(w, p + "mlp.up_proj", m));
   }
-  x = rms_norm(x, w.tensors.at("model.norm.weight").to(at::kDouble), c.rms_norm_eps);
+  x = rms_norm(x, w.tensors.at("model.norm.weight").to(at::kDouble), c.norm_eps);
   const std::string head = c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
   return x.matmul(w.tensors.at(head).to(at::kDouble).t());
 }

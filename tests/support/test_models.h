@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <string>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "cushioncache/model/config.h"
 #include "cushioncache/model/loader.h"
 
@@ -28,10 +30,18 @@ class TempDir {
 // A small LLaMA-family config: GQA (4 query heads, 2 KV heads), 2 layers.
 ModelConfig tiny_llama_config(bool tied);
 
+// A small model of another family with that family's features switched on: "opt",
+// "opt-350m" (post-norm, project_in/out), "bloom" (6 heads), "gpt2"; tied embeddings.
+ModelConfig tiny_family_config(const std::string& model_type);
+
 // Random weights for `config` under Hugging Face names (float32, deterministic in seed).
 HfWeights random_weights(const ModelConfig& config, std::uint64_t seed);
 
-// Writes config.json (as transformers would, via our own JSON, not to_hf_config) and
+// config.json as the family's released checkpoints spell it (our own JSON, not
+// to_hf_config, so that parsing is checked against an independent writer).
+nlohmann::json hf_config_json(const ModelConfig& config);
+
+// Writes config.json (hf_config_json) and
 // model.safetensors, or shards with model.safetensors.index.json when shards > 1.
 void write_hf_folder(const std::filesystem::path& folder, const HfWeights& weights, int shards = 1);
 

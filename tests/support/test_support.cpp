@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
@@ -64,6 +65,14 @@ void expect_error(const std::function<void()>& fn, ErrorKind kind, std::initiali
     return;
   }
   FAIL("expected a cushioncache::Error of kind " << to_string(kind));
+}
+
+at::Tensor ids_tensor(const std::vector<std::int64_t>& ids) { return at::tensor(ids, at::kLong).unsqueeze(0); }
+
+std::vector<std::int64_t> random_ids(std::int64_t n, std::int64_t vocab, std::uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  at::Tensor t = at::randint(vocab, {n}, gen, at::kLong);
+  return std::vector<std::int64_t>(t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + n);
 }
 
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {

@@ -3,6 +3,7 @@
 // errors by kind and message.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
@@ -11,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -46,6 +48,11 @@ std::optional<StoriesModel> load_stories(std::initializer_list<std::string_view>
 // Runs fn and checks it throws cushioncache::Error of `kind` whose message contains
 // every fragment.
 void expect_error(const std::function<void()>& fn, ErrorKind kind, std::initializer_list<std::string_view> fragments);
+
+// One sequence as a [1, T] int64 batch.
+at::Tensor ids_tensor(const std::vector<std::int64_t>& ids);
+// n token ids uniform in [0, vocab), deterministic in seed.
+std::vector<std::int64_t> random_ids(std::int64_t n, std::int64_t vocab, std::uint64_t seed);
 
 // Max |a - b| over all elements, in float64.
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b);
