@@ -11,6 +11,7 @@
 #include "cushioncache/io/corpus.h"
 #include "cushioncache/kernels/int8_gemm.h"
 #include "cushioncache/eval/perplexity.h"
+#include "cushioncache/model/identity.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/quant/calibration.h"
 #include "cushioncache/quant/quantize_model.h"
@@ -407,14 +408,24 @@ TEST_CASE("INT8 execution computes what fake quantization computes", "[quant][in
     cc::QuantizedModel fake(*fake_model, recipe, &calibration);
     auto int8_model = cc::load_model(files->bin);
     cc::QuantizedModel real(*int8_model, recipe, &calibration);
+    const std::int64_t float_bytes = cc::describe_model(*int8_model, "").at("weight_bytes").get<std::int64_t>();
     REQUIRE(real.execute_int8(*int8_model) == 5 * 7);
 
     // Each layer alone: the kernel equals fake-quantized input times fake-quantized
-    // weight up to float rounding (exact integer sums against float ones).
+    // weight up to float rounding (exact integer sums against float ones). The float
+    // weights are gone: each linear holds its int8 weight, a quarter of the bytes.
     at::manual_seed(3);
-    for (const cc::LinearRef& ref : int8_model->linears()) {
+    const auto fake_linears = fake_model->linears();
+    const auto int8_linears = int8_model->linears();
+    std::int64_t linear_float_bytes = 0;
+    for (std::size_t i = 0; i < int8_linears.size(); ++i) {
+      const cc::LinearRef& ref = int8_linears[i];
+      const at::Tensor& fake_weight = fake_linears[i].linear->weight;
       INFO(ref.name);
-      const at::Tensor x = at::randn({2, 33, ref.linear->weight.size(1)}) * 3.0;
+      CHECK(ref.linear->weight.scalar_type() == at::kChar);
+      CHECK(ref.linear->weight.sizes() == fake_weight.sizes());
+      linear_float_bytes += fake_weight.numel() * 4;
+      const at::Tensor x = at::randn({2, 33, fake_weight.size(1)}) * 3.0;
       cc::QuantParams p;
       if (recipe.activations.mode == cc::RangeMode::kStatic) {
         const auto state = real.activation_quantizer(ref.layer, ref.input_site)->state();
@@ -422,7 +433,7 @@ TEST_CASE("INT8 execution computes what fake quantization computes", "[quant][in
       } else {  // one range per sequence
         p = cc::params_for_range(x.amin({1, 2}, true), x.amax({1, 2}, true), recipe.activations);
       }
-      const at::Tensor expected = at::linear(cc::fake_quantize(x, p), ref.linear->weight, ref.linear->bias);
+      const at::Tensor expected = at::linear(cc::fake_quantize(x, p), fake_weight, fake_linears[i].linear->bias);
       const at::Tensor got = ref.linear->kernel->forward(x);
       CHECK((got - expected).abs().max().item<double>() <= 1e-5 * expected.abs().max().item<double>() + 1e-6);
     }
@@ -431,6 +442,11 @@ TEST_CASE("INT8 execution computes what fake quantization computes", "[quant][in
     // across a rounding boundary of a later quantizer (one step of one element).
     const double ppl_fake = wikitext_ppl(*fake_model, tokens), ppl_int8 = wikitext_ppl(*int8_model, tokens);
     CHECK(std::abs(ppl_int8 - ppl_fake) / ppl_fake < 2e-3);
+    const std::int64_t int8_bytes = cc::describe_model(*int8_model, "").at("weight_bytes").get<std::int64_t>();
+    CHECK(float_bytes - int8_bytes == linear_float_bytes * 3 / 4);
+    cc::testing::TempDir dir;
+    cc::testing::expect_error([&] { cc::save_hf_model(*int8_model, dir / "saved"); }, cc::ErrorKind::kUnsupported,
+                              {"INT8", "save the float model"});
   }
 
   auto model = cc::load_model(files->bin);

@@ -38,8 +38,11 @@ std::string weights_fingerprint(CausalLM& model) {
 
 nlohmann::json describe_model(CausalLM& model, const std::string& path) {
   const ModelConfig& c = model.config();
-  std::int64_t parameters = 0;
-  for (auto& [name, tensor] : model.named_weights()) parameters += tensor->numel();
+  std::int64_t parameters = 0, weight_bytes = 0;
+  for (auto& [name, tensor] : model.named_weights()) {
+    parameters += tensor->numel();
+    weight_bytes += tensor->numel() * static_cast<std::int64_t>(tensor->element_size());
+  }
   return {{"path", path},
           {"model_type", c.model_type},
           {"layers", c.num_layers},
@@ -51,6 +54,7 @@ nlohmann::json describe_model(CausalLM& model, const std::string& path) {
           {"dtype", dtype_name(model.dtype())},
           {"device", model.device().str()},
           {"parameters", parameters},
+          {"weight_bytes", weight_bytes},  // int8 linears count one byte per weight
           {"fingerprint", weights_fingerprint(model)}};
 }
 

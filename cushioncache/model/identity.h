@@ -17,7 +17,7 @@ namespace cushioncache {
 std::string weights_fingerprint(CausalLM& model);
 
 // {"path", "model_type", "layers", "hidden_size", "heads", "kv_heads", "vocab_size",
-//  "context", "dtype", "device", "parameters", "fingerprint"}
+//  "context", "dtype", "device", "parameters", "weight_bytes", "fingerprint"}
 nlohmann::json describe_model(CausalLM& model, const std::string& path);
 
 }  // namespace cushioncache

@@ -149,6 +149,11 @@ std::unique_ptr<CausalLM> load_model(const fs::path& path, const LoadOptions& op
 }
 
 void save_hf_model(CausalLM& model, const fs::path& folder) {
+  for (auto& [name, tensor] : model.named_weights()) {
+    if (!at::isFloatingType(tensor->scalar_type()))
+      throw_error(ErrorKind::kUnsupported, "{}: tensor '{}' is {} (the model runs on INT8 kernels); save the float model instead",
+                  folder.string(), name, c10::toString(tensor->scalar_type()));
+  }
   fs::create_directories(folder);
   ModelConfig config = model.config();
   config.checkpoint_dtype = model.dtype();

@@ -96,8 +96,13 @@ nlohmann::json to_json(const std::vector<VariantResult>& results) {
     runs.push_back(run);
   }
   nlohmann::json model = results.empty() ? nlohmann::json() : results.front().report.model;
-  model.erase("fingerprint");  // the weights differ per variant; each run's own is below
-  for (std::size_t i = 0; i < results.size(); ++i) runs[i]["fingerprint"] = results[i].report.model.value("fingerprint", "");
+  // The weights differ per variant (INT8 execution holds int8 linears); each run's own are below.
+  model.erase("fingerprint");
+  model.erase("weight_bytes");
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    runs[i]["fingerprint"] = results[i].report.model.value("fingerprint", "");
+    runs[i]["weight_bytes"] = results[i].report.model.value("weight_bytes", std::int64_t{0});
+  }
   return {{"model", model}, {"runs", runs}};
 }
 

@@ -28,6 +28,8 @@ class Int8LinearKernel : public LinearKernel {
 
   // Bytes held: the int8 weight, the scales and the bias.
   std::int64_t bytes() const;
+  // The int8 weight [out, in] the kernel multiplies with (shared, not copied).
+  const at::Tensor& int8_weight() const { return weight_; }
 
  private:
   at::Tensor weight_;    // [out, in] int8 (CPU)

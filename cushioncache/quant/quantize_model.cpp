@@ -143,8 +143,12 @@ std::size_t QuantizedModel::execute_int8(CausalLM& model) {
         throw_error(ErrorKind::kInvalidArgument, "{}: no calibrated range for INT8 execution", it->second->name());
       static_input = params_for_range(state.at("min"), state.at("max"), recipe_.activations);
     }
-    ref.linear->kernel = std::make_shared<Int8LinearKernel>(ref.linear->weight, ref.linear->bias, recipe_.weights,
-                                                            recipe_.activations, static_input);
+    auto kernel = std::make_shared<Int8LinearKernel>(ref.linear->weight, ref.linear->bias, recipe_.weights, recipe_.activations,
+                                                     static_input);
+    // The float weight is released: the layer now holds its int8 weight (a quarter of
+    // float32's bytes), which named_weights() reports and save_hf_model refuses to write.
+    ref.linear->weight = kernel->int8_weight();
+    ref.linear->kernel = std::move(kernel);
     hook_->kernel_sites.insert(it->first);
     ++switched;
   }

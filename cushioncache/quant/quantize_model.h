@@ -55,7 +55,9 @@ class QuantizedModel {
   // and its input quantized by the kernel with the calibrated (or dynamic) per-tensor
   // parameters, in place of fake quantization at those sites. Same results up to float
   // rounding. kUnsupported saying why when the recipe does not fit the kernels (see
-  // int8_execution_blocker) or the model is not on CPU. Returns the linears switched.
+  // int8_execution_blocker) or the model is not on CPU. The float weights of those
+  // linears are released: Linear::weight becomes the int8 weight, so the model can no
+  // longer be saved or quantized again. Returns the linears switched.
   std::size_t execute_int8(CausalLM& model);
 
  private:
