@@ -28,6 +28,18 @@ endif()
 if(NOT CC_HAVE_ONEDNN)
   message(STATUS "oneDNN 2.x not found: CPU INT8 GEMM unavailable (install libdnnl-dev)")
 endif()
+# Multi-process search and tuning (distributed/process_group.h) use LibTorch's own c10d
+# Gloo process group; its header needs Gloo's headers (libgloo-dev; LibTorch itself links
+# libgloo). Without them a job with WORLD_SIZE > 1 reports itself unsupported.
+find_file(CC_C10D_GLOO_HEADER torch/csrc/distributed/c10d/ProcessGroupGloo.hpp PATHS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
+# Only beside the LibTorch in use: another Gloo version would not match its c10d header.
+find_path(CC_GLOO_INCLUDE_DIR gloo/config.h PATHS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
+set(CC_HAVE_GLOO FALSE)
+if(CC_C10D_GLOO_HEADER AND CC_GLOO_INCLUDE_DIR)
+  set(CC_HAVE_GLOO TRUE)
+else()
+  message(STATUS "c10d Gloo headers not found: multi-process search unavailable (install libgloo-dev)")
+endif()
 if(CC_BUILD_EXAMPLES OR CC_BUILD_BENCHMARKS)
   find_package(CLI11 REQUIRED)
 endif()

@@ -11,6 +11,7 @@ packages=(
   libopenblas0-pthread   # without it Torch falls back to reference BLAS (~25x slower matmul)
   libfmt-dev libyaml-cpp-dev catch2 nlohmann-json3-dev libpcre2-dev libcli11-dev
   libdnnl-dev            # oneDNN: the CPU INT8 GEMM (AVX-512 VNNI)
+  libgloo-dev            # headers of the Gloo process group LibTorch links (multi-process search)
 )
 if [ "${1:-}" = "reliability" ]; then
   packages+=(clang-14 libclang-rt-14-dev llvm-14)  # llvm-14: llvm-symbolizer for sanitizer reports

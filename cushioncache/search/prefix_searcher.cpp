@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <limits>
 #include <set>
+#include <tuple>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
@@ -60,6 +61,39 @@ SearchStep step_from_json(const nlohmann::json& j) {
   for (const auto& t : j.at("top")) s.top.emplace_back(t.at(0).get<std::int64_t>(), t.at(1).get<double>());
   s.seconds = j.at("seconds").get<double>();
   return s;
+}
+
+// The best (score, token) over the ranks: the lowest score, the lowest token among equal
+// scores (as on one process). Two collectives: a minimum cannot order pairs.
+std::pair<double, std::int64_t> share_incumbent(ProcessGroup& group, double score, std::int64_t token) {
+  constexpr double kNone = std::numeric_limits<double>::infinity();
+  at::Tensor best = at::tensor({score}, at::kDouble);
+  group.all_reduce(best, ReduceOp::kMin, "sharing the search's best score");
+  const double global = best.item<double>();
+  at::Tensor proposal = at::tensor({token >= 0 && score == global ? static_cast<double>(token) : kNone}, at::kDouble);
+  group.all_reduce(proposal, ReduceOp::kMin, "sharing the search's best token");
+  const double t = proposal.item<double>();
+  return {global, t == kNone ? -1 : static_cast<std::int64_t>(t)};
+}
+
+// Every rank's (token, score) list, `slots` entries at most each, on every rank: each
+// fills its own slice of a zeroed buffer and a sum puts the slices together.
+std::vector<std::pair<std::int64_t, double>> gather_scores(ProcessGroup& group, const std::vector<std::pair<std::int64_t, double>>& mine,
+                                                           std::size_t slots) {
+  const auto world = static_cast<std::size_t>(group.world_size()), rank = static_cast<std::size_t>(group.rank());
+  at::Tensor buffer = at::zeros({static_cast<std::int64_t>(world * slots), 3}, at::kDouble);  // present, token, score
+  auto rows = buffer.accessor<double, 2>();
+  for (std::size_t i = 0; i < std::min(slots, mine.size()); ++i) {
+    const auto row = static_cast<std::int64_t>(rank * slots + i);
+    rows[row][0] = 1;
+    rows[row][1] = static_cast<double>(mine[i].first);
+    rows[row][2] = mine[i].second;
+  }
+  group.all_reduce(buffer, ReduceOp::kSum, "gathering the search's scores");
+  std::vector<std::pair<std::int64_t, double>> all;
+  for (std::int64_t r = 0; r < buffer.size(0); ++r)
+    if (rows[r][0] == 1) all.emplace_back(static_cast<std::int64_t>(rows[r][1]), rows[r][2]);
+  return all;
 }
 
 }  // namespace
@@ -181,67 +215,92 @@ SearchStep PrefixSearcher::score_step(const std::vector<std::int64_t>& prefix, c
   std::int64_t incumbent_token = -1;
   std::vector<std::pair<std::int64_t, double>> complete;
 
+  // This rank's share: every world-th candidate, so the previous step's best (first in
+  // the order) spread over the ranks. Every rank runs the same number of batches (some
+  // empty at the end) because each batch ends in a collective.
+  const std::size_t world = options_.group != nullptr ? static_cast<std::size_t>(options_.group->world_size()) : 1;
+  const std::size_t rank = options_.group != nullptr ? static_cast<std::size_t>(options_.group->rank()) : 0;
+  std::vector<std::int64_t> mine;
+  for (std::size_t i = rank; i < order.size(); i += world) mine.push_back(order[i]);
+  const std::size_t batch = static_cast<std::size_t>(options_.batch_size);
+  const std::size_t batches = ((order.size() + world - 1) / world + batch - 1) / batch;
+
   auto hook = std::make_shared<ObjectiveHook>(options_.objective);
   HookHandle handle = model_.add_hook(hook);
   const at::Tensor text_ids = at::tensor(text, at::kLong);
-  Progress progress(fmt::format("search step {}", prefix.size() - options_.seed_prefix.size() + 1), step.candidates, "cand");
-  for (std::size_t first = 0; first < order.size(); first += static_cast<std::size_t>(options_.batch_size)) {
+  Progress progress(fmt::format("search step {}", prefix.size() - options_.seed_prefix.size() + 1), static_cast<std::int64_t>(mine.size()),
+                    "cand");
+  for (std::size_t b = 0; b < batches; ++b) {
     throw_if_interrupted("the prefix search");
-    const std::size_t count = std::min(order.size() - first, static_cast<std::size_t>(options_.batch_size));
-    at::Tensor tokens = at::tensor(std::vector<std::int64_t>(order.begin() + static_cast<std::ptrdiff_t>(first),
-                                                             order.begin() + static_cast<std::ptrdiff_t>(first + count)),
-                                   at::kLong);
-    // Each row: the candidate (a prefix position, outside the objective), then the text.
-    at::Tensor ids = at::cat({tokens.unsqueeze(1), text_ids.unsqueeze(0).expand({static_cast<std::int64_t>(count), -1})}, 1);
-    ForwardOptions fo;
-    fo.past = past;
-    fo.prefix_tokens = 1;
-    ForwardState state = model_.prepare(ids, fo);
-    at::Tensor hidden = model_.embed(ids.to(model_.device()), state);
-    at::Tensor partial = at::zeros({static_cast<std::int64_t>(count)}, at::TensorOptions().dtype(at::kDouble).device(model_.device()));
-    at::Tensor alive = tokens;  // candidate token of each surviving row
-    (void)hook->take();
-    for (int l = 0; l < layers && alive.numel() > 0; ++l) {
-      hidden = model_.run_block(l, hidden, state);
-      partial = partial + hook->take();
-      step.blocks_evaluated += alive.numel();
-      // A row whose partial sum already exceeds the bound cannot be selected. A NaN would
-      // compare false against every bound and vanish from the ranking, so it stops the
-      // search instead; both verdicts come back in one device sync.
-      const bool prunes_here = options_.prune && l + 1 < layers;
-      const at::Tensor finite = at::isfinite(partial);
-      const at::Tensor keep = prunes_here ? partial.le(std::min(incumbent, threshold)) : finite;
-      const at::Tensor verdict = at::stack({finite.all(), keep.all()}).cpu();
-      if (!verdict[0].item<bool>()) {
-        const std::int64_t bad = finite.logical_not().nonzero()[0][0].item<std::int64_t>();
-        throw_error(ErrorKind::kNumerical, "prefix search: NaN or Inf in the activations of block {} behind candidate token {}", l,
-                    alive[bad].item<std::int64_t>());
+    const std::size_t first = b * batch;
+    const std::size_t count = first < mine.size() ? std::min(mine.size() - first, batch) : 0;
+    if (count > 0) {
+      at::Tensor tokens = at::tensor(std::vector<std::int64_t>(mine.begin() + static_cast<std::ptrdiff_t>(first),
+                                                               mine.begin() + static_cast<std::ptrdiff_t>(first + count)),
+                                     at::kLong);
+      // Each row: the candidate (a prefix position, outside the objective), then the text.
+      at::Tensor ids = at::cat({tokens.unsqueeze(1), text_ids.unsqueeze(0).expand({static_cast<std::int64_t>(count), -1})}, 1);
+      ForwardOptions fo;
+      fo.past = past;
+      fo.prefix_tokens = 1;
+      ForwardState state = model_.prepare(ids, fo);
+      at::Tensor hidden = model_.embed(ids.to(model_.device()), state);
+      at::Tensor partial = at::zeros({static_cast<std::int64_t>(count)}, at::TensorOptions().dtype(at::kDouble).device(model_.device()));
+      at::Tensor alive = tokens;  // candidate token of each surviving row
+      (void)hook->take();
+      for (int l = 0; l < layers && alive.numel() > 0; ++l) {
+        hidden = model_.run_block(l, hidden, state);
+        partial = partial + hook->take();
+        step.blocks_evaluated += alive.numel();
+        // A row whose partial sum already exceeds the bound cannot be selected. A NaN would
+        // compare false against every bound and vanish from the ranking, so it stops the
+        // search instead; both verdicts come back in one device sync.
+        const bool prunes_here = options_.prune && l + 1 < layers;
+        const at::Tensor finite = at::isfinite(partial);
+        const at::Tensor keep = prunes_here ? partial.le(std::min(incumbent, threshold)) : finite;
+        const at::Tensor verdict = at::stack({finite.all(), keep.all()}).cpu();
+        if (!verdict[0].item<bool>()) {
+          const std::int64_t bad = finite.logical_not().nonzero()[0][0].item<std::int64_t>();
+          throw_error(ErrorKind::kNumerical, "prefix search: NaN or Inf in the activations of block {} behind candidate token {}", l,
+                      alive[bad].item<std::int64_t>());
+        }
+        if (!prunes_here || verdict[1].item<bool>()) continue;
+        at::Tensor rows = keep.nonzero().squeeze(1);
+        hidden = hidden.index_select(0, rows);
+        state = model_.select_rows(state, rows);
+        partial = partial.index_select(0, rows);
+        alive = alive.index_select(0, rows.cpu());
       }
-      if (!prunes_here || verdict[1].item<bool>()) continue;
-      at::Tensor rows = keep.nonzero().squeeze(1);
-      hidden = hidden.index_select(0, rows);
-      state = model_.select_rows(state, rows);
-      partial = partial.index_select(0, rows);
-      alive = alive.index_select(0, rows.cpu());
-    }
-    const at::Tensor scores = partial.cpu();
-    for (std::int64_t i = 0; i < alive.numel(); ++i) {
-      const std::int64_t token = alive[i].item<std::int64_t>();
-      const double score = scores[i].item<double>();
-      complete.emplace_back(token, score);
-      if (score < incumbent || (score == incumbent && token < incumbent_token)) {
-        incumbent = score;
-        incumbent_token = token;
+      const at::Tensor scores = partial.cpu();
+      for (std::int64_t i = 0; i < alive.numel(); ++i) {
+        const std::int64_t token = alive[i].item<std::int64_t>();
+        const double score = scores[i].item<double>();
+        complete.emplace_back(token, score);
+        if (score < incumbent || (score == incumbent && token < incumbent_token)) {
+          incumbent = score;
+          incumbent_token = token;
+        }
       }
     }
+    if (world > 1) std::tie(incumbent, incumbent_token) = share_incumbent(*options_.group, incumbent, incumbent_token);
     progress.set_status(incumbent_token >= 0 ? fmt::format("best {} ({:.4g}, {:.3f} of L(prefix))", incumbent_token, incumbent,
                                                            incumbent / step.prefix_score)
                                              : "no candidate under the threshold yet");
     progress.advance(static_cast<std::int64_t>(count));
   }
   progress.finish();
-  std::sort(complete.begin(), complete.end(), [](const auto& a, const auto& b) { return a.second != b.second ? a.second < b.second : a.first < b.first; });
+  auto by_score = [](const auto& a, const auto& b) { return a.second != b.second ? a.second < b.second : a.first < b.first; };
+  std::sort(complete.begin(), complete.end(), by_score);
   if (complete.size() > kTopKept && options_.prune) complete.resize(kTopKept);
+  if (world > 1) {
+    const std::size_t slots = options_.prune ? kTopKept : (order.size() + world - 1) / world;
+    complete = gather_scores(*options_.group, complete, slots);
+    std::sort(complete.begin(), complete.end(), by_score);
+    if (complete.size() > kTopKept && options_.prune) complete.resize(kTopKept);
+    at::Tensor blocks = at::tensor({static_cast<double>(step.blocks_evaluated)}, at::kDouble);
+    options_.group->all_reduce(blocks, ReduceOp::kSum, "the search's block count");
+    step.blocks_evaluated = static_cast<std::int64_t>(blocks.item<double>());
+  }
   step.top = complete;
   step.best_token = incumbent_token;
   step.best_score = incumbent;
@@ -251,7 +310,7 @@ SearchStep PrefixSearcher::score_step(const std::vector<std::int64_t>& prefix, c
 }
 
 void PrefixSearcher::save_state(const SearchResult& result) const {
-  if (options_.state_file.empty()) return;
+  if (options_.state_file.empty() || (options_.group != nullptr && !options_.group->is_leader())) return;
   const std::string text = nlohmann::json{{"options", to_json(options_)}, {"result", to_json(result)}}.dump(2) + "\n";
   write_file_atomically(options_.state_file, [&](std::ostream& out) { out << text; });
 }

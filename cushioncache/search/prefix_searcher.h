@@ -10,6 +10,9 @@
 //     those of exhaustive search (tested).
 //   - after every step the state is saved (atomically); Ctrl-C stops between batches with
 //     the state saved, and resume continues after the last completed step.
+//   - across processes (SearchOptions::group): each rank scores every world_size-th
+//     candidate; after every batch the ranks share their best complete score, so pruning
+//     is as tight as on one process, and the step ends with the same best token.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cushioncache/distributed/process_group.h"
 #include "cushioncache/model/causal_lm.h"
 #include "cushioncache/search/objective.h"
 #include "cushioncache/tokenizer/tokenizer.h"
@@ -37,7 +41,10 @@ struct SearchOptions {
   bool prune = true;
   bool exclude_special = true;            // BOS/EOS/control tokens are never candidates
   std::vector<std::int64_t> candidates;   // empty = the whole vocabulary
-  std::string state_file;                 // where progress is saved; empty = nowhere
+  std::string state_file;                 // where progress is saved (by rank 0); empty = nowhere
+  // The processes sharing the candidates (not owned); null = this process alone. Not part
+  // of the saved settings: a search may resume with another number of ranks.
+  ProcessGroup* group = nullptr;
 };
 
 nlohmann::json to_json(const SearchOptions& options);

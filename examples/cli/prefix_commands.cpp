@@ -1,4 +1,5 @@
 // The commands that make prefixes: search, tune, baseline, and run (the whole pipeline).
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -8,6 +9,7 @@
 
 #include "commands.h"
 #include "cushioncache/core/log.h"
+#include "cushioncache/distributed/process_group.h"
 #include "cushioncache/core/memory_usage.h"
 #include "cushioncache/pipeline/prefix_artifacts.h"
 #include "cushioncache/pipeline/run.h"
@@ -29,6 +31,7 @@ void add_search_command(CLI::App& app) {
     std::string seed = "bos", objective = "quant_error", spec = "a8-per-tensor-dynamic-asym", max_memory, out;
     std::vector<std::string> sites = {"block_input"};
     bool exhaustive = false, resume = false;
+    int rank_timeout = 300;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand("search", "Greedy prefix search (exact pruning); writes a prefix artifact");
@@ -48,9 +51,17 @@ void add_search_command(CLI::App& app) {
   cmd->add_flag("--exhaustive", flags->exhaustive, "no pruning (for comparisons: the result is the same, only slower)");
   cmd->add_option("--state", flags->options.state_file, "state file for resuming (default: <out>.search.json)");
   cmd->add_flag("--resume", flags->resume, "continue from the state file");
+  cmd->add_option("--rank-timeout", flags->rank_timeout,
+                  "seconds a rank waits for the others when WORLD_SIZE > 1 (scripts/launch_ranks.sh, torchrun)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--out", flags->out, "the prefix artifact to write")->required();
   cmd->callback([flags] {
+    // RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT from the launcher: the ranks share the
+    // candidates of every step; rank 0 writes the state, the artifact and the report.
+    auto group = process_group_from_environment(std::chrono::seconds(flags->rank_timeout));
+    if (!group->is_leader()) log::set_level(log::Level::kWarn);
     SearchOptions options = flags->options;
+    if (group->world_size() > 1) options.group = group.get();
     options.prune = !flags->exhaustive;
     if (!flags->max_memory.empty()) options.max_memory = parse_byte_size(flags->max_memory, "--max-memory");
     options.objective.kind = flags->objective == "max_abs" ? ObjectiveKind::kMaxAbs : ObjectiveKind::kQuantError;
@@ -63,6 +74,7 @@ void add_search_command(CLI::App& app) {
     if (flags->seed == "bos") options.seed_prefix = bos_prefix_tokens(*tokenizer);
     else if (flags->seed != "none") options.seed_prefix = tokenizer->encode(flags->seed, BosPolicy::kYes);
     const Artifact a = search_prefix_artifact(*model, *tokenizer, options, flags->resume);
+    if (!group->is_leader()) return;
     save_artifact(a, flags->out);
     print_prefix(a, *tokenizer, flags->out);
   });

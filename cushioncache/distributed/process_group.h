@@ -1,0 +1,45 @@
+// The ranks of a multi-process job, for the few collectives the prefix search needs:
+// LibTorch's own c10d process groups (Gloo over TCP here; no networking of our own),
+// set up from the environment torchrun (or scripts/launch_ranks.sh) gives each process:
+// RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT. Joining and every collective have a timeout, so a rank
+// that dies makes the others fail with an error naming the collective instead of hanging.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+namespace cushioncache {
+
+enum class ReduceOp { kSum, kMin, kMax };
+
+class ProcessGroup {
+ public:
+  virtual ~ProcessGroup() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  // Reduces `values` (a CPU float64 tensor, the same shape on every rank) in place across
+  // the ranks. `what` names the collective in errors. kInterrupted when a peer is gone or
+  // the timeout passes.
+  virtual void all_reduce(at::Tensor& values, ReduceOp op, const std::string& what) = 0;
+
+  bool is_leader() const { return rank() == 0; }  // the rank that writes files
+};
+
+// The one-process group: collectives return their input.
+std::unique_ptr<ProcessGroup> single_process_group();
+
+// The group the environment describes: WORLD_SIZE unset or 1 gives the one-process group;
+// otherwise RANK, MASTER_ADDR (default 127.0.0.1) and MASTER_PORT (default 29500) are
+// read, rank 0 serves the rendezvous store, and every rank waits for all of them (the
+// store, then the connections: up to about twice `timeout`). kInvalidConfig naming the variable when one is malformed; kUnsupported when
+// this build has no Gloo (libgloo-dev missing at configure time).
+std::unique_ptr<ProcessGroup> process_group_from_environment(std::chrono::seconds timeout = std::chrono::seconds(300));
+
+// Whether this build can run multi-process jobs.
+bool multi_process_available();
+
+}  // namespace cushioncache
