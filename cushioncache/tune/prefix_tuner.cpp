@@ -82,17 +82,30 @@ QuantAwarePrefixTuner::Batch QuantAwarePrefixTuner::loss_on(const KVCache& prefi
   return {loss.item<double>(), ce.item<double>(), lq.item<double>(), with_graph ? loss : at::Tensor()};
 }
 
+std::vector<std::size_t> QuantAwarePrefixTuner::my_rows(const std::vector<std::size_t>& rows) const {
+  if (options_.group == nullptr) return rows;
+  std::vector<std::size_t> mine;
+  const auto world = static_cast<std::size_t>(options_.group->world_size());
+  for (std::size_t i = static_cast<std::size_t>(options_.group->rank()); i < rows.size(); i += world) mine.push_back(rows[i]);
+  return mine;
+}
+
+void QuantAwarePrefixTuner::sum_over_ranks(at::Tensor& values, const std::string& what) const {
+  if (options_.group != nullptr && options_.group->world_size() > 1) options_.group->all_reduce(values, ReduceOp::kSum, what);
+}
+
 double QuantAwarePrefixTuner::evaluate(const KVCache& prefix) {
   c10::NoGradGuard no_grad;
   double total = 0;
-  std::size_t n = 0;
   for (std::size_t first = 0; first < windows_.size(); first += static_cast<std::size_t>(options_.batch_size)) {
     std::vector<std::size_t> rows;
     for (std::size_t i = first; i < std::min(windows_.size(), first + static_cast<std::size_t>(options_.batch_size)); ++i) rows.push_back(i);
-    total += loss_on(prefix, rows, false).loss * static_cast<double>(rows.size());
-    n += rows.size();
+    const std::vector<std::size_t> mine = my_rows(rows);
+    if (!mine.empty()) total += loss_on(prefix, mine, false).loss * static_cast<double>(mine.size());
   }
-  return total / static_cast<double>(n);
+  at::Tensor sum = at::tensor({total}, at::kDouble);
+  sum_over_ranks(sum, "summing the tuning loss");
+  return sum.item<double>() / static_cast<double>(windows_.size());
 }
 
 TuningResult QuantAwarePrefixTuner::tune(const KVCache& initial, bool resume) {
@@ -156,7 +169,7 @@ TuningResult QuantAwarePrefixTuner::tune(const KVCache& initial, bool resume) {
   }
 
   auto save = [&] {
-    if (options_.checkpoint_file.empty()) return;
+    if (options_.checkpoint_file.empty() || (options_.group != nullptr && !options_.group->is_leader())) return;
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     auto params = parameters(prefix);
     for (std::size_t i = 0; i < params.size(); ++i) {
@@ -185,11 +198,34 @@ TuningResult QuantAwarePrefixTuner::tune(const KVCache& initial, bool resume) {
     std::vector<std::size_t> rows(order.begin() + within * options_.batch_size,
                                   order.begin() + std::min<std::int64_t>((within + 1) * options_.batch_size, static_cast<std::int64_t>(order.size())));
 
+    // Each rank's mean over its rows, weighted by its share of the batch: the gradients
+    // summed over the ranks are those of the whole batch's mean.
+    const std::vector<std::size_t> mine = my_rows(rows);
+    const double share = static_cast<double>(mine.size()) / static_cast<double>(rows.size());
     for (at::Tensor* p : params) p->requires_grad_(true);
-    Batch batch = loss_on(prefix, rows, true);
-    if (!std::isfinite(batch.loss)) throw_error(ErrorKind::kNumerical, "prefix tuning: the loss is {} at step {}", batch.loss, adam.step);
-    batch.loss_tensor.backward();
+    Batch batch{0, 0, 0, at::Tensor()};
+    if (!mine.empty()) {
+      batch = loss_on(prefix, mine, true);
+      if (!std::isfinite(batch.loss)) throw_error(ErrorKind::kNumerical, "prefix tuning: the loss is {} at step {}", batch.loss, adam.step);
+      (batch.loss_tensor * share).backward();
+    }
     c10::NoGradGuard no_grad;
+    if (options_.group != nullptr && options_.group->world_size() > 1) {
+      std::vector<at::Tensor> flat;
+      for (at::Tensor* p : params) flat.push_back(p->grad().defined() ? p->grad().reshape({-1}) : at::zeros({p->numel()}, p->options()));
+      at::Tensor all = at::cat(flat).to(at::kCPU);
+      sum_over_ranks(all, "summing the prefix gradients");
+      std::int64_t offset = 0;
+      for (at::Tensor* p : params) {
+        p->mutable_grad() = all.narrow(0, offset, p->numel()).view(p->sizes()).to(p->device());
+        offset += p->numel();
+      }
+      at::Tensor losses = at::tensor({batch.loss * share, batch.cross_entropy * share, batch.quant_error * share}, at::kDouble);
+      sum_over_ranks(losses, "summing the tuning loss");
+      batch.loss = losses[0].item<double>();
+      batch.cross_entropy = losses[1].item<double>();
+      batch.quant_error = losses[2].item<double>();
+    }
     double norm_sq = 0;
     for (at::Tensor* p : params) norm_sq += p->grad().pow(2).sum().item<double>();
     const double norm = std::sqrt(norm_sq);

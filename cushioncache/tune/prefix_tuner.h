@@ -4,6 +4,9 @@
 // fake-quantized model (straight-through gradients; ranges are constants) plus lambda
 // times the quantization error of the chosen sites. Adam with gradient clipping over
 // seeded calibration windows; loss components logged per step; checkpoints that resume.
+// Across processes (TuningOptions::group) it runs data-parallel: each rank takes every
+// world_size-th window of a batch and the prefix's gradients are summed over the ranks,
+// so every rank applies the same update as one process would.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cushioncache/distributed/process_group.h"
 #include "cushioncache/model/causal_lm.h"
 #include "cushioncache/search/objective.h"
 #include "cushioncache/tokenizer/tokenizer.h"
@@ -30,8 +34,11 @@ struct TuningOptions {
   std::uint64_t seed = 1;
   double grad_clip = 1.0;          // on the global gradient norm; 0 = off
   ObjectiveOptions quant_error;    // the L_q of the loss (per token: summed over sites and blocks)
-  std::string checkpoint_file;     // empty = no checkpoints
+  std::string checkpoint_file;     // empty = no checkpoints (written by rank 0)
   std::int64_t checkpoint_every = 10;  // steps
+  // The processes sharing each batch (not owned); null = this process alone. Not part of
+  // the saved settings.
+  ProcessGroup* group = nullptr;
 };
 
 nlohmann::json to_json(const TuningOptions& options);
@@ -66,6 +73,10 @@ class QuantAwarePrefixTuner {
     at::Tensor loss_tensor;
   };
   Batch loss_on(const KVCache& prefix, const std::vector<std::size_t>& rows, bool with_graph);
+  // This rank's share of `rows` (every world_size-th), and the fraction of rows it holds.
+  std::vector<std::size_t> my_rows(const std::vector<std::size_t>& rows) const;
+  // Sums `values` over the ranks (a no-op alone); `what` names the collective in errors.
+  void sum_over_ranks(at::Tensor& values, const std::string& what) const;
 
   CausalLM& model_;
   TuningOptions options_;

@@ -1,5 +1,7 @@
 #include "commands.h"
 
+#include <chrono>
+
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
 #include "cushioncache/core/tensor_options.h"
@@ -16,6 +18,17 @@ void ModelFlags::add_to(CLI::App& command, bool with_tokenizer) {
   command.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
   command.add_option("--dtype", dtype, "auto (float32 on CPU, the checkpoint's dtype on CUDA), float32, bfloat16, float16")
       ->capture_default_str();
+}
+
+void add_rank_timeout_flag(CLI::App& command, int& seconds) {
+  command.add_option("--rank-timeout", seconds, "seconds a rank waits for the others when WORLD_SIZE > 1 (scripts/launch_ranks.sh, torchrun)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+}
+
+std::unique_ptr<ProcessGroup> join_ranks(int timeout_seconds) {
+  auto group = process_group_from_environment(std::chrono::seconds(timeout_seconds));
+  if (!group->is_leader()) log::set_level(log::Level::kWarn);
+  return group;
 }
 
 std::unique_ptr<CausalLM> ModelFlags::load_model() const {

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cushioncache/artifact/artifact.h"
+#include "cushioncache/distributed/process_group.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/tokenizer/tokenizer.h"
 
@@ -30,6 +31,13 @@ struct ModelFlags {
 std::optional<Artifact> load_prefix_flags(CausalLM& float_model, const Tokenizer& tokenizer, const std::string& artifact,
                                           const std::string* prefix_text);
 std::string describe_prefix(const Artifact& prefix, const Tokenizer& tokenizer);
+
+// --rank-timeout, for the commands that run as several processes.
+void add_rank_timeout_flag(CLI::App& command, int& seconds);
+// The ranks this process runs with (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from
+// scripts/launch_ranks.sh or torchrun; alone without them). Ranks other than 0 log
+// warnings only, and rank 0 alone writes files.
+std::unique_ptr<ProcessGroup> join_ranks(int timeout_seconds);
 
 void add_generate_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);

@@ -1,5 +1,4 @@
 // The commands that make prefixes: search, tune, baseline, and run (the whole pipeline).
-#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -9,7 +8,6 @@
 
 #include "commands.h"
 #include "cushioncache/core/log.h"
-#include "cushioncache/distributed/process_group.h"
 #include "cushioncache/core/memory_usage.h"
 #include "cushioncache/pipeline/prefix_artifacts.h"
 #include "cushioncache/pipeline/run.h"
@@ -51,15 +49,11 @@ void add_search_command(CLI::App& app) {
   cmd->add_flag("--exhaustive", flags->exhaustive, "no pruning (for comparisons: the result is the same, only slower)");
   cmd->add_option("--state", flags->options.state_file, "state file for resuming (default: <out>.search.json)");
   cmd->add_flag("--resume", flags->resume, "continue from the state file");
-  cmd->add_option("--rank-timeout", flags->rank_timeout,
-                  "seconds a rank waits for the others when WORLD_SIZE > 1 (scripts/launch_ranks.sh, torchrun)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+  add_rank_timeout_flag(*cmd, flags->rank_timeout);
   cmd->add_option("--out", flags->out, "the prefix artifact to write")->required();
   cmd->callback([flags] {
-    // RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT from the launcher: the ranks share the
-    // candidates of every step; rank 0 writes the state, the artifact and the report.
-    auto group = process_group_from_environment(std::chrono::seconds(flags->rank_timeout));
-    if (!group->is_leader()) log::set_level(log::Level::kWarn);
+    // Several ranks share the candidates of every step; rank 0 writes the files.
+    auto group = join_ranks(flags->rank_timeout);
     SearchOptions options = flags->options;
     if (group->world_size() > 1) options.group = group.get();
     options.prune = !flags->exhaustive;
@@ -86,6 +80,7 @@ void add_tune_command(CLI::App& app) {
     TuningOptions options;
     std::string prefix, quant = "w8a8-per-tensor-static", out;
     bool resume = false;
+    int rank_timeout = 300;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand("tune", "Quantization-aware tuning of a prefix's KV; writes the CushionCache artifact");
@@ -105,15 +100,20 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--checkpoint-every", flags->options.checkpoint_every, "steps between checkpoints (also saved on SIGINT and at the end)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_flag("--resume", flags->resume, "continue from the checkpoint");
+  add_rank_timeout_flag(*cmd, flags->rank_timeout);
   cmd->add_option("--out", flags->out, "the tuned artifact to write")->required();
   cmd->callback([flags] {
+    // Several ranks split every batch (data-parallel); rank 0 writes the files.
+    auto group = join_ranks(flags->rank_timeout);
     TuningOptions options = flags->options;
+    if (group->world_size() > 1) options.group = group.get();
     if (options.checkpoint_file.empty()) options.checkpoint_file = flags->out + ".checkpoint.safetensors";
     auto tokenizer = flags->model.load_tokenizer();
     const QuantRecipe recipe = load_recipe(flags->quant);
     const ModelFactory load = [&] { return flags->model.load_model(); };
     const Artifact start = load_artifact(flags->prefix);  // bound to the model (and checked) by the tuning
     const Artifact tuned = tune_prefix_artifact(load, *tokenizer, start, recipe, options, flags->resume);
+    if (!group->is_leader()) return;
     save_artifact(tuned, flags->out);
     print_prefix(tuned, *tokenizer, flags->out);
   });

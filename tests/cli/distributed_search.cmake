@@ -1,5 +1,6 @@
-# The prefix search across two CPU processes on loopback (Gloo), started the way torchrun
-# starts ranks (scripts/launch_ranks.sh): the same prefix tokens as one process. A rank
+# The prefix search and tuning across two CPU processes on loopback (Gloo), started the
+# way torchrun starts ranks (scripts/launch_ranks.sh): the same prefix tokens as one
+# process, and tuning that runs data-parallel. A rank
 # that leaves mid-job makes the other fail with exit code 130 and a message, not hang;
 # a rank whose peers never come gives up after --rank-timeout.
 include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
@@ -36,6 +37,22 @@ if(NOT one STREQUAL two)
 endif()
 if(NOT OUT MATCHES "prefix of 3 tokens")
   message(FATAL_ERROR "rank 0 did not report the prefix:\n${OUT}\n${ERR}")
+endif()
+
+# Tuning the found prefix data-parallel over two ranks: rank 0 writes the artifact; the
+# loss before tuning (summed over the ranks' windows) reads as one process's.
+set(TUNE tune --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --prefix "${dir}/one.safetensors"
+    --samples 4 --seq-len 64 --epochs 1)
+cc_run(${TUNE} --out "${dir}/tuned1.safetensors")
+cc_expect_rc(0 "one-process tune")
+string(REGEX MATCH "tuning: loss [0-9.]+" before_one "${ERR}")
+math(EXPR port "${port} + 1")
+execute_process(COMMAND bash "${LAUNCH}" --nproc 2 --master-port ${port} -- ${CLI} ${TUNE} --out "${dir}/tuned2.safetensors"
+                RESULT_VARIABLE RC OUTPUT_VARIABLE OUT ERROR_VARIABLE ERR)
+cc_expect_rc(0 "two-rank tune")
+string(REGEX MATCH "tuning: loss [0-9.]+" before_two "${ERR}")
+if(before_one STREQUAL "" OR NOT before_one STREQUAL before_two OR NOT EXISTS "${dir}/tuned2.safetensors")
+  message(FATAL_ERROR "two-rank tuning: '${before_two}' vs one process '${before_one}':\n${ERR}")
 endif()
 
 # Rank 1 stops after one step (a shorter --max-length): rank 0's next collective fails.

@@ -1,0 +1,119 @@
+// The search and the tuning split over ranks (threads standing in for processes, through
+// the same ProcessGroup interface the Gloo group implements): the same tokens, and the
+// same tuned prefix up to float summation order, as one process.
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include "cushioncache/model/loader.h"
+#include "cushioncache/quant/calibration.h"
+#include "cushioncache/quant/quantize_model.h"
+#include "cushioncache/quant/recipe.h"
+#include "cushioncache/search/prefix_searcher.h"
+#include "cushioncache/tune/prefix_tuner.h"
+#include "support/test_support.h"
+#include "support/thread_ranks.h"
+
+#include <catch2/catch.hpp>
+
+namespace cc = cushioncache;
+
+TEST_CASE("the prefix search split over two ranks selects the tokens of one process", "[search][distributed]") {
+  auto files = cc::testing::stories_files({"text/c4/c4_validation_2k.jsonl"});
+  if (!files) return;
+  auto tokenizer = cc::load_tokenizer(files->tokenizer);
+  cc::SearchOptions options;
+  options.seed_prefix = {1};
+  options.max_length = 3;
+  options.tau = 0.99;  // accepts on stories260K: two steps
+  options.text_tokens = 64;
+
+  auto alone = cc::load_model(files->bin);
+  const cc::SearchResult expected = cc::PrefixSearcher(*alone, *tokenizer, options).run();
+  REQUIRE(expected.steps.size() == 2);
+
+  cc::testing::ThreadRanks ranks(2);
+  std::vector<std::unique_ptr<cc::CausalLM>> models;
+  for (int r = 0; r < 2; ++r) models.push_back(cc::load_model(files->bin));
+  std::vector<cc::SearchResult> results(2);
+  ranks.run([&](int r) {
+    auto group = ranks.rank(r);
+    cc::SearchOptions mine = options;
+    mine.group = group.get();
+    results[static_cast<std::size_t>(r)] = cc::PrefixSearcher(*models[static_cast<std::size_t>(r)], *tokenizer, mine).run();
+  });
+  for (const cc::SearchResult& got : results) {
+    CHECK(got.prefix == expected.prefix);
+    REQUIRE(got.steps.size() == expected.steps.size());
+    for (std::size_t s = 0; s < got.steps.size(); ++s) {
+      const cc::SearchStep &a = got.steps[s], &b = expected.steps[s];
+      CHECK(a.best_token == b.best_token);
+      CHECK(a.best_score == Approx(b.best_score).epsilon(1e-5));
+      CHECK(a.candidates == b.candidates);
+      CHECK(a.blocks_evaluated == b.blocks_evaluated);
+      // The gathered best candidates, in the same order.
+      REQUIRE(a.top.size() == b.top.size());
+      for (std::size_t i = 0; i < 4; ++i) CHECK(a.top[i].first == b.top[i].first);
+    }
+  }
+  CHECK(results[0].steps.back().top == results[1].steps.back().top);  // every rank holds the same record
+}
+
+TEST_CASE("data-parallel tuning over two ranks applies the updates of one process", "[tune][distributed]") {
+  auto files = cc::testing::stories_files({"text/c4/c4_validation_2k.jsonl"});
+  if (!files) return;
+  auto tokenizer = cc::load_tokenizer(files->tokenizer);
+  cc::QuantRecipe recipe = cc::load_recipe("w8a8-per-tensor-static");
+  recipe.calibration.samples = 4;
+  recipe.calibration.seq_len = 64;
+  const auto calibration = cc::build_calibration_set(*tokenizer, recipe.calibration, 510, cc::BosPolicy::kNo);
+  cc::TuningOptions options;
+  options.samples = 6;  // batches of 4 and 2: the ranks' shares differ in the first
+  options.seq_len = 64;
+  options.batch_size = 4;
+  options.epochs = 2;
+  options.lr = 1e-2;
+  // Adam's first steps move every element by about lr * sign(g): an element whose exact
+  // gradient is zero would take the sign of its rounding error, which the summation
+  // order decides. A large eps makes the update proportional to the gradient instead, so
+  // the comparison measures the data-parallel sum, not that amplification. What remains
+  // is float summation order, and the fake quantizers' rounding, where a value that moves
+  // by an ulp can cross a rounding boundary: agreement to about 1e-5 relative.
+  options.eps = 1e-2;
+  options.grad_clip = 0;
+
+  auto tune = [&](cc::CausalLM& model, cc::ProcessGroup* group) {
+    const cc::KVCache prefix = cc::compute_kv_cache(model, {1});
+    cc::QuantizedModel quantized(model, recipe, &calibration, &prefix);
+    cc::TuningOptions mine = options;
+    mine.group = group;
+    return cc::QuantAwarePrefixTuner(model, *tokenizer, mine).tune(*quantized.prefix());
+  };
+  auto alone = cc::load_model(files->bin);
+  const cc::TuningResult expected = tune(*alone, nullptr);
+
+  cc::testing::ThreadRanks ranks(2);
+  std::vector<std::unique_ptr<cc::CausalLM>> models;
+  for (int r = 0; r < 2; ++r) models.push_back(cc::load_model(files->bin));
+  std::vector<cc::TuningResult> results(2);
+  ranks.run([&](int r) {
+    auto group = ranks.rank(r);
+    results[static_cast<std::size_t>(r)] = tune(*models[static_cast<std::size_t>(r)], group.get());
+  });
+  for (const cc::TuningResult& got : results) {
+    CHECK(got.loss_before == Approx(expected.loss_before).epsilon(1e-6));
+    REQUIRE(got.log.size() == expected.log.size());
+    for (std::size_t i = 0; i < got.log.size(); ++i) {
+      CHECK(got.log[i].loss == Approx(expected.log[i].loss).epsilon(1e-4));
+      CHECK(got.log[i].grad_norm == Approx(expected.log[i].grad_norm).epsilon(1e-3));
+    }
+    double worst = 0, scale = 0;
+    for (std::size_t l = 0; l < got.prefix.layers.size(); ++l) {
+      worst = std::max(worst, cc::testing::max_abs_diff(got.prefix.layers[l].key, expected.prefix.layers[l].key));
+      worst = std::max(worst, cc::testing::max_abs_diff(got.prefix.layers[l].value, expected.prefix.layers[l].value));
+      scale = std::max(scale, expected.prefix.layers[l].key.abs().max().item<double>());
+    }
+    INFO("max |prefix difference| " << worst << " of max |K| " << scale);
+    CHECK(worst <= 1e-4 * scale);
+  }
+  CHECK(cc::testing::max_abs_diff(results[0].prefix.layers[0].key, results[1].prefix.layers[0].key) == 0.0);
+}
