@@ -14,7 +14,9 @@
 // batch rises little: compare the first row of each batch size)
 // and the working memory the search budgets for the batch (batch x candidate_working_bytes,
 // what --max-memory divides); with --max-memory the batched rows run with the batch that
-// budget allows.
+// budget allows. Started as several ranks (scripts/launch_ranks.sh --nproc N -- bench_search),
+// each step's candidates are split over them (docs/scale.md); rank 0 prints the rows, with
+// the number of ranks in the "ranks" column and its own memory.
 //
 //   bench_search [--batch-size 16] [--max-memory 1GiB] [--text-tokens 500] [--llama-candidates 256]
 //                [--llama-text-tokens 128] [--only stories,planted,llama] [--device cpu]
@@ -33,6 +35,7 @@
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
 #include "cushioncache/core/memory_usage.h"
+#include "cushioncache/distributed/process_group.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/quant/calibration.h"
 #include "cushioncache/search/prefix_searcher.h"
@@ -73,6 +76,8 @@ void bench_model(const char* label, cc::CausalLM& model, const cc::Tokenizer& to
     const bool measured = !model.device().is_cuda() && cc::reset_peak_resident();
     const std::int64_t before = cc::resident_bytes();
     const cc::SearchStep step = searcher.score_step(prefix, text);
+    const bool prints = options.group == nullptr || options.group->is_leader();
+    const int ranks = options.group != nullptr ? options.group->world_size() : 1;
     const std::string peak = measured ? cc::format_bytes(cc::peak_resident_bytes() - before) : "-";
     // What the step decides: the accepted token, or none (the search would stop here).
     // Pruning drops every candidate above tau * L(prefix), so only the decision, not
@@ -82,7 +87,8 @@ void bench_model(const char* label, cc::CausalLM& model, const cc::Tokenizer& to
       baseline_seconds = step.seconds;
       baseline_choice = choice;
     }
-    std::printf("%-30s %-26s %6lld %6lld %9.1f%% %9.2f %9.1f %8.2fx %11s %11s %8s%s\n", label, mode.name,
+    if (!prints) continue;
+    std::printf("%-30s %-26s %5d %6lld %6lld %9.1f%% %9.2f %9.1f %8.2fx %11s %11s %8s%s\n", label, mode.name, ranks,
                 static_cast<long long>(batch), static_cast<long long>(step.candidates),
                 100.0 * static_cast<double>(step.blocks_evaluated) / static_cast<double>(step.blocks_exhaustive), step.seconds,
                 static_cast<double>(step.candidates) / step.seconds, baseline_seconds / step.seconds,
@@ -128,10 +134,14 @@ int main(int argc, char** argv) {
     if (threads > 0) at::set_num_threads(threads);
     const c10::Device device = cc::parse_device(device_name);
     cc::log::set_level(cc::log::Level::kWarn);  // no progress lines inside timings
+    auto group = cc::process_group_from_environment();
+    cc::SearchOptions distributed;
+    if (group->world_size() > 1) distributed.group = group.get();
+    if (!group->is_leader() && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;  // rank 0 prints the table
     std::printf("device %s, %d intra-op threads; one step from BOS; objective: 8-bit min-max error at block inputs\n\n",
                 device.str().c_str(), at::get_num_threads());
     const std::int64_t budget = max_memory.empty() ? 0 : cc::parse_byte_size(max_memory, "--max-memory");
-    std::printf("%-30s %-26s %6s %6s %10s %9s %9s %9s %11s %11s %8s\n", "model", "mode", "batch", "cands", "blocks run", "time (s)", "cand/s",
+    std::printf("%-30s %-26s %5s %6s %6s %10s %9s %9s %9s %11s %11s %8s\n", "model", "mode", "ranks", "batch", "cands", "blocks run", "time (s)", "cand/s",
                 "speed-up", "peak +RSS", "budgeted", "accepted");
 
     const auto bin = cc::find_data("models/stories260K/stories260K.bin");
@@ -141,10 +151,10 @@ int main(int argc, char** argv) {
       load.device = device;
       auto model = cc::load_model(*bin, load);
       auto tokenizer = cc::load_tokenizer(*tok);
-      if (wants("stories")) bench_model("stories260K", *model, *tokenizer, {}, batch_size, budget, text_tokens);
+      if (wants("stories")) bench_model("stories260K", *model, *tokenizer, distributed, batch_size, budget, text_tokens);
       if (wants("planted")) {
         cc::HookHandle plant = model->add_hook(std::make_shared<cc::PlantedSinkHook>(planted_sink(*tokenizer, 4)));
-        bench_model("stories260K + planted sink", *model, *tokenizer, {}, batch_size, budget, text_tokens);
+        bench_model("stories260K + planted sink", *model, *tokenizer, distributed, batch_size, budget, text_tokens);
       }
     } else if (wants("stories") || wants("planted")) {
       std::printf("(stories260K skipped: not found under %s)\n", cc::data_dir().c_str());
@@ -166,7 +176,7 @@ int main(int argc, char** argv) {
       at::manual_seed(0);
       auto model = cc::bench::random_llama(c, device, at::kFloat);
       const std::int64_t sink = tokenizer->encode("\n", cc::BosPolicy::kNo).back();
-      cc::SearchOptions options;
+      cc::SearchOptions options = distributed;
       // An even spread of the vocabulary, with the sink token in it.
       for (std::int64_t i = 0; i < llama_candidates; ++i) options.candidates.push_back(3 + i * (c.vocab_size - 3) / llama_candidates);
       options.candidates.push_back(sink);
