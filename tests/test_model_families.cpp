@@ -276,3 +276,54 @@ TEST_CASE("every family matches transformers' logits on its saved fixtures", "[m
     }
   }
 }
+
+TEST_CASE("block streaming computes what the resident model computes, one block on the device at a time", "[model][families][streaming]") {
+  // Each block's weights must be device copies while it runs, and host tensors again after.
+  struct BlockWatcher : cc::ActivationHook {
+    std::vector<cc::LinearRef> refs;
+    std::map<const cc::Linear*, const void*> host_data;
+    int checked = 0, on_host_while_running = 0, other_block_on_device = 0;
+    at::Tensor on_activation(const cc::SiteContext& ctx, const at::Tensor& x) override {
+      if (ctx.site != cc::Site::kAttnInput) return x;
+      for (const cc::LinearRef& ref : refs) {
+        const bool on_host = ref.linear->weight.data_ptr() == host_data.at(ref.linear);
+        if (ref.layer == ctx.layer && on_host) ++on_host_while_running;
+        if (ref.layer != ctx.layer && !on_host) ++other_block_on_device;
+        ++checked;
+      }
+      return x;
+    }
+  };
+  std::vector<cc::ModelConfig> configs = {cc::testing::tiny_llama_config(true)};
+  for (const char* family : kFamilies) configs.push_back(cc::testing::tiny_family_config(family));
+  for (const cc::ModelConfig& config : configs) {
+    DYNAMIC_SECTION(config.model_type << (config.norm_before ? "" : " (post-norm)")) {
+      const cc::HfWeights weights = cc::testing::random_weights(config, 17);
+      auto resident = cc::build_model(weights);
+      cc::LoadOptions streaming;
+      streaming.stream_blocks = true;
+      auto streamed = cc::build_model(weights, streaming);
+      REQUIRE(streamed->streams_blocks());
+      const auto ids = ids_tensor(random_ids(11, config.vocab_size, 18));
+      CHECK(max_abs_diff(streamed->forward(ids).logits, resident->forward(ids).logits) == 0.0);
+
+      auto watcher = std::make_shared<BlockWatcher>();
+      watcher->refs = streamed->linears();
+      for (const cc::LinearRef& ref : watcher->refs) watcher->host_data[ref.linear] = ref.linear->weight.data_ptr();
+      {
+        cc::HookHandle handle = streamed->add_hook(watcher);
+        const cc::KVCache prefix = cc::compute_kv_cache(*streamed, random_ids(3, config.vocab_size, 19));
+        cc::ForwardOptions behind;
+        behind.past = &prefix;
+        const cc::KVCache resident_prefix = cc::compute_kv_cache(*resident, random_ids(3, config.vocab_size, 19));
+        cc::ForwardOptions resident_behind;
+        resident_behind.past = &resident_prefix;
+        CHECK(max_abs_diff(streamed->forward(ids, behind).logits, resident->forward(ids, resident_behind).logits) == 0.0);
+      }
+      CHECK(watcher->checked > 0);
+      CHECK(watcher->on_host_while_running == 0);
+      CHECK(watcher->other_block_on_device == 0);
+      for (const cc::LinearRef& ref : watcher->refs) CHECK(ref.linear->weight.data_ptr() == watcher->host_data.at(ref.linear));
+    }
+  }
+}

@@ -62,6 +62,7 @@ const ModelFamily& bloom_family() {
       {"bloom"},
       PositionKind::kAlibi,
       "transformer.",
+      "transformer.h.",
       [](const ModelConfig&) -> std::string { return "BloomForCausalLM"; },
       parse_bloom_config,
       write_bloom_config,
@@ -157,7 +158,7 @@ at::Tensor BloomModel::embed(const at::Tensor& input_ids, const ForwardState&) c
   return embeddings_norm_(at::embedding(word_embeddings_, input_ids), config().norm_eps);
 }
 
-at::Tensor BloomModel::run_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
+at::Tensor BloomModel::compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
   const ModelConfig& c = config();
   const BloomLayer& w = layers_[static_cast<std::size_t>(layer)];
   const std::int64_t B = hidden.size(0), T = hidden.size(1), H = c.num_heads, D = c.head_dim;

@@ -9,6 +9,9 @@
 #include <fmt/ranges.h>
 
 #include "cushioncache/core/error.h"
+#include "cushioncache/core/log.h"
+#include "cushioncache/model/block_streamer.h"
+#include "cushioncache/model/family.h"
 
 namespace cushioncache {
 
@@ -174,6 +177,28 @@ ForwardState CausalLM::select_rows(const ForwardState& state, const at::Tensor& 
   s.input_ids = state.input_ids.index_select(0, index);
   s.past_tokens = pick(state.past_tokens);
   return s;
+}
+
+at::Tensor CausalLM::run_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
+  if (streamer_ == nullptr) return compute_block(layer, hidden, state);
+  AcquiredBlock on_device(*streamer_, layer);
+  return compute_block(layer, hidden, state);
+}
+
+void CausalLM::stream_blocks(c10::Device device) {
+  const ModelFamily& family = model_family(config_.model_type);
+  std::vector<std::vector<at::Tensor*>> slots(static_cast<std::size_t>(config_.num_layers));
+  for (auto& [name, tensor] : named_weights()) {
+    const int layer = block_of(family, name);
+    if (layer < 0) continue;
+    if (!tensor->device().is_cpu())
+      throw_error(ErrorKind::kUnsupported, "block streaming: weight '{}' is on {}, not in host memory (load with stream_blocks)", name,
+                  tensor->device().str());
+    slots.at(static_cast<std::size_t>(layer)).push_back(tensor);
+  }
+  streamer_ = std::make_shared<BlockStreamer>(std::move(slots), device);
+  log::info("block streaming to {}: one block's weights ({:.1f} MB) on the device at a time", device.str(),
+            static_cast<double>(streamer_->largest_block_bytes()) / 1e6);
 }
 
 at::Tensor CausalLM::attend(int layer, at::Tensor q, at::Tensor k, at::Tensor v, ForwardState& state, double scale) const {

@@ -87,6 +87,7 @@ struct SiteProducer {
 };
 
 class CausalLM;
+class BlockStreamer;  // model/block_streamer.h
 
 // Removes its hook from the model when destroyed (or on remove()). A handle may outlive
 // its model (a handle declared before the model it is for is destroyed after it): then
@@ -132,9 +133,18 @@ class CausalLM {
   // pruning). Needs a past of batch 1 (or none) and no cache collection.
   ForwardState select_rows(const ForwardState& state, const at::Tensor& rows) const;
   virtual at::Tensor embed(const at::Tensor& input_ids, const ForwardState& state) const = 0;
-  virtual at::Tensor run_block(int layer, const at::Tensor& hidden, ForwardState& state) const = 0;
+  // Block `layer`; with block streaming, its weights are copied to the device for it.
+  at::Tensor run_block(int layer, const at::Tensor& hidden, ForwardState& state) const;
   // Final norm and LM head; float32 logits.
   virtual at::Tensor head(const at::Tensor& hidden, bool last_only) const = 0;
+
+  // Block streaming, for models larger than device memory: the blocks' weights stay in
+  // host memory (where the loader put them, see LoadOptions::stream_blocks) and each
+  // block's are copied to `device` when it runs and dropped after, so the device holds
+  // the embeddings, the head and one block at a time. kUnsupported when a block weight
+  // is not in host memory.
+  void stream_blocks(c10::Device device);
+  bool streams_blocks() const { return streamer_ != nullptr; }
 
   // Hooks see every site of every block, in registration order.
   HookHandle add_hook(std::shared_ptr<ActivationHook> hook);
@@ -151,6 +161,8 @@ class CausalLM {
   at::Tensor at_site(int layer, Site site, at::Tensor x, const ForwardState& state) const;
   // Family-specific per-forward data (e.g. rotary tables) once positions are known.
   virtual void prepare_positions(ForwardState& state) const = 0;
+  // The family's block (what run_block runs, its weights wherever they are now).
+  virtual at::Tensor compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const = 0;
   // Attention over the cached past and this input, the same for every family. q is
   // [B, heads, T, D], k and v [B, kv_heads, T, D], positions already applied. Reports the
   // query, key, value, probability and output sites, extends the cache, scales the
@@ -168,6 +180,7 @@ class CausalLM {
   std::vector<std::pair<std::uint64_t, std::shared_ptr<ActivationHook>>> hooks_;
   std::uint64_t next_hook_id_ = 1;
   std::shared_ptr<const void> alive_ = std::make_shared<int>(0);  // what HookHandles watch
+  std::shared_ptr<BlockStreamer> streamer_;  // set by stream_blocks()
 };
 
 // The KV cache of a token sequence (positions 0..n-1), e.g. a prefix to cache in front

@@ -48,6 +48,15 @@ void append_linears(NamedWeights& out, const std::vector<LinearRef>& linears) {
   }
 }
 
+int block_of(const ModelFamily& family, const std::string& name) {
+  if (name.compare(0, family.layer_prefix.size(), family.layer_prefix) != 0) return -1;
+  std::size_t i = family.layer_prefix.size();
+  int layer = 0;
+  bool digits = false;
+  for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i, digits = true) layer = layer * 10 + (name[i] - '0');
+  return digits && i < name.size() && name[i] == '.' ? layer : -1;
+}
+
 std::vector<std::string> supported_model_types() {
   std::vector<std::string> types;
   for (const ModelFamily* f : families()) types.insert(types.end(), f->model_types.begin(), f->model_types.end());

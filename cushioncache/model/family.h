@@ -56,6 +56,8 @@ struct ModelFamily {
   // Checkpoints saved from the base model (the released facebook/opt-*, bigscience/bloom-*
   // and gpt2 files) lack it, so the loader also looks for each name without it.
   std::string base_prefix;
+  // What every tensor of block l is named after: "<layer_prefix><l>." ("model.layers.").
+  std::string layer_prefix;
   std::string (*architecture)(const ModelConfig&);               // "OPTForCausalLM"
   void (*parse)(const nlohmann::json& json, ModelConfig& config);  // the family's keys
   void (*write)(const ModelConfig& config, nlohmann::json& json);  // as transformers writes them
@@ -64,6 +66,9 @@ struct ModelFamily {
   // A tensor of named_weights() in the layout its checkpoint stores (GPT-2 transposes).
   at::Tensor (*checkpoint_layout)(const std::string& name, const at::Tensor& tensor) = nullptr;
 };
+
+// The block a tensor of this family belongs to, or -1 (embeddings, final norm, head).
+int block_of(const ModelFamily& family, const std::string& name);
 
 // kUnsupported listing the supported model types when `model_type` is not one of them.
 const ModelFamily& model_family(const std::string& model_type);

@@ -66,6 +66,7 @@ const ModelFamily& gpt2_family() {
       {"gpt2"},
       PositionKind::kLearned,
       "transformer.",
+      "transformer.h.",
       [](const ModelConfig&) -> std::string { return "GPT2LMHeadModel"; },
       parse_gpt2_config,
       write_gpt2_config,
@@ -143,7 +144,7 @@ at::Tensor Gpt2Model::embed(const at::Tensor& input_ids, const ForwardState& sta
   return at::embedding(wte_, input_ids) + at::embedding(wpe_, state.positions);
 }
 
-at::Tensor Gpt2Model::run_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
+at::Tensor Gpt2Model::compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
   const ModelConfig& c = config();
   const Gpt2Layer& w = layers_[static_cast<std::size_t>(layer)];
   const std::int64_t B = hidden.size(0), T = hidden.size(1), H = c.num_heads, D = c.head_dim, C = c.hidden_size;

@@ -30,7 +30,6 @@ class Gpt2Model : public CausalLM {
   c10::ScalarType dtype() const override { return wte_.scalar_type(); }
 
   at::Tensor embed(const at::Tensor& input_ids, const ForwardState& state) const override;
-  at::Tensor run_block(int layer, const at::Tensor& hidden, ForwardState& state) const override;
   at::Tensor head(const at::Tensor& hidden, bool last_only) const override;
 
   std::vector<LinearRef> linears() override;
@@ -43,6 +42,7 @@ class Gpt2Model : public CausalLM {
 
  protected:
   void prepare_positions(ForwardState& state) const override;
+  at::Tensor compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const override;
 
  private:
   at::Tensor wte_, wpe_;

@@ -125,6 +125,7 @@ const ModelFamily& llama_family() {
       {"llama", "mistral", "qwen2"},
       PositionKind::kRotary,
       "model.",
+      "model.layers.",
       llama_architecture,
       parse_llama_config,
       write_llama_config,
@@ -249,7 +250,7 @@ at::Tensor LlamaModel::attention(int layer, const at::Tensor& x, ForwardState& s
   return w.o_proj(attend(layer, q, k, v, state, 1.0 / std::sqrt(static_cast<double>(D))));
 }
 
-at::Tensor LlamaModel::run_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
+at::Tensor LlamaModel::compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
   const LlamaLayer& w = layers_[static_cast<std::size_t>(layer)];
   at::Tensor h = at_site(layer, Site::kBlockInput, hidden, state);
   at::Tensor attn_in = at_site(layer, Site::kAttnInput, rms_norm(h, w.input_norm), state);

@@ -26,7 +26,6 @@ class LlamaModel : public CausalLM {
   c10::ScalarType dtype() const override { return embed_tokens_.scalar_type(); }
 
   at::Tensor embed(const at::Tensor& input_ids, const ForwardState& state) const override;
-  at::Tensor run_block(int layer, const at::Tensor& hidden, ForwardState& state) const override;
   at::Tensor head(const at::Tensor& hidden, bool last_only) const override;
 
   std::vector<LinearRef> linears() override;
@@ -38,6 +37,7 @@ class LlamaModel : public CausalLM {
 
  protected:
   void prepare_positions(ForwardState& state) const override;
+  at::Tensor compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const override;
 
  private:
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;

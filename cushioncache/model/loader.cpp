@@ -38,11 +38,16 @@ void check_shape(const std::string& name, const at::Tensor& t, const std::vector
 std::unique_ptr<CausalLM> build(const ModelConfig& config, const LoadOptions& options,
                                 const std::function<at::Tensor(const std::string&)>& fetch) {
   const c10::ScalarType dtype = resolve_dtype(options, config);
-  return model_family(config.model_type).build(config, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
+  const ModelFamily& family = model_family(config.model_type);
+  auto model = family.build(config, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
     at::Tensor t = fetch(name);
     check_shape(name, t, shape);
-    return t.to(options.device, dtype);
+    if (!options.stream_blocks || block_of(family, name) < 0) return t.to(options.device, dtype);
+    at::Tensor host = t.to(at::kCPU, dtype);
+    return options.device.is_cuda() ? host.pin_memory() : host;  // pinned: copies to the GPU run asynchronously
   });
+  if (options.stream_blocks) model->stream_blocks(options.device);
+  return model;
 }
 
 // Buffers older transformers versions saved with the weights; no model reads them.

@@ -24,6 +24,10 @@ struct LoadOptions {
   c10::Device device = c10::Device(c10::kCPU);
   // Default: float32 on CPU, the checkpoint's torch_dtype on CUDA.
   std::optional<c10::ScalarType> dtype;
+  // Keep the blocks' weights in host memory (pinned, for a CUDA device) and copy each
+  // block to `device` only while it runs (CausalLM::stream_blocks): for models larger
+  // than the device's memory. The embeddings and the head live on the device.
+  bool stream_blocks = false;
 };
 
 // `path` is a Hugging Face model folder or a llama2.c .bin. Errors name the file and,

@@ -62,6 +62,7 @@ const ModelFamily& opt_family() {
       {"opt"},
       PositionKind::kLearned,
       "model.",
+      "model.decoder.layers.",
       [](const ModelConfig&) -> std::string { return "OPTForCausalLM"; },
       parse_opt_config,
       write_opt_config,
@@ -139,7 +140,7 @@ at::Tensor OptModel::embed(const at::Tensor& input_ids, const ForwardState& stat
   return x + at::embedding(embed_positions_, state.positions + kPositionOffset);
 }
 
-at::Tensor OptModel::run_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
+at::Tensor OptModel::compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
   const ModelConfig& c = config();
   const OptLayer& w = layers_[static_cast<std::size_t>(layer)];
   const std::int64_t B = hidden.size(0), T = hidden.size(1), H = c.num_heads, D = c.head_dim;

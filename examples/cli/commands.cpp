@@ -18,6 +18,8 @@ void ModelFlags::add_to(CLI::App& command, bool with_tokenizer) {
   command.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
   command.add_option("--dtype", dtype, "auto (float32 on CPU, the checkpoint's dtype on CUDA), float32, bfloat16, float16")
       ->capture_default_str();
+  command.add_flag("--stream-blocks", stream_blocks,
+                   "keep the blocks' weights in host memory and copy each to the device only while it runs (models larger than the GPU)");
 }
 
 void add_rank_timeout_flag(CLI::App& command, int& seconds) {
@@ -35,6 +37,7 @@ std::unique_ptr<CausalLM> ModelFlags::load_model() const {
   LoadOptions options;
   options.device = parse_device(device);
   if (dtype != "auto") options.dtype = parse_float_dtype(dtype);
+  options.stream_blocks = stream_blocks;
   return cushioncache::load_model(model, options);
 }
 

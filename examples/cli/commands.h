@@ -19,6 +19,7 @@ struct ModelFlags {
   std::string model, tokenizer;
   std::string device = "cpu";
   std::string dtype = "auto";
+  bool stream_blocks = false;
 
   void add_to(CLI::App& command, bool with_tokenizer);
   std::unique_ptr<CausalLM> load_model() const;

@@ -1,6 +1,6 @@
 # Every model family through the real executable, on a small random model in its Hugging
 # Face layout (make_test_model) with stories260K's 512-token tokenizer: inspect, generate
-# (float and INT8), logits, eval, search one step, tune one step, eval behind the tuned prefix.
+# (float and INT8), logits, eval (also with --stream-blocks), search one step, tune one step, eval behind the tuned prefix.
 # Run once per family: -DFAMILY=opt|opt-350m|bloom|gpt2|llama|mistral|qwen2.
 include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
 set(TOKENIZER "${DATA}/models/stories260K/tok512.bin")
@@ -31,6 +31,15 @@ cc_run(eval ${M} --ppl wikitext2 --seq-len 64 --max-windows 1 --quant w8a8-per-t
 cc_expect_rc(0 "${FAMILY}: eval")
 if(NOT OUT MATCHES "w8a8-per-tensor-static")
   message(FATAL_ERROR "${FAMILY}: eval printed no quantized row:\n${OUT}")
+endif()
+# Block streaming: the same perplexity, to the last printed digit.
+cc_run(eval ${M} --ppl wikitext2 --seq-len 64 --max-windows 2)
+cc_expect_rc(0 "${FAMILY}: eval (float)")
+set(resident "${OUT}")
+cc_run(eval ${M} --stream-blocks --ppl wikitext2 --seq-len 64 --max-windows 2)
+cc_expect_rc(0 "${FAMILY}: eval --stream-blocks")
+if(NOT OUT STREQUAL resident)
+  message(FATAL_ERROR "${FAMILY}: streamed blocks give another result:\n${OUT}\nvs\n${resident}")
 endif()
 cc_run(search ${M} --max-length 2 --text-tokens 32 --out "${dir}/searched.safetensors")
 cc_expect_rc(0 "${FAMILY}: search")
