@@ -67,6 +67,30 @@ TEST_CASE("safetensors round-trips every dtype, shape and metadata", "[safetenso
   CHECK((8 + header_len) % 8 == 0);
 }
 
+TEST_CASE("views read the memory map without a copy and never change the file", "[safetensors]") {
+  cc::testing::TempDir dir;
+  const auto path = dir / "w.safetensors";
+  const at::Tensor expected = at::arange(12, at::kFloat).view({3, 4});
+  // "odd" (6 bytes of bfloat16) puts "late" at a 2-byte offset: not aligned for float32.
+  cc::write_safetensors(path, {{"a", expected}, {"odd", at::ones({3}, at::kBFloat16)}, {"late", expected}});
+  at::Tensor a;
+  {
+    const cc::SafetensorsFile file = cc::SafetensorsFile::open(path);
+    a = file.view("a");
+    CHECK(file.view("a").data_ptr() == a.data_ptr());  // both are the mapping itself
+    CHECK(file.load("a").data_ptr() != a.data_ptr());
+    const at::Tensor late = file.view("late");         // misaligned: a copy, the same values
+    CHECK(reinterpret_cast<std::uintptr_t>(late.data_ptr()) % 4 == 0);
+    CHECK(at::equal(late, expected));
+  }
+  // The view outlives the file object; writing through it stays in this process.
+  CHECK(at::equal(a, expected));
+  a.mul_(2);
+  CHECK(at::equal(cc::SafetensorsFile::open(path).load("a"), expected));
+  std::filesystem::remove(path);  // and the mapping survives the file's removal
+  CHECK(at::equal(a, expected * 2));
+}
+
 TEST_CASE("safetensors writes are atomic", "[safetensors]") {
   cc::testing::TempDir dir;
   const fs::path path = dir / "model.safetensors";

@@ -35,7 +35,7 @@ std::shared_ptr<const MappedFile> MappedFile::open(const fs::path& path) {
   const auto size = static_cast<std::size_t>(st.st_size);
   const std::uint8_t* data = nullptr;
   if (size > 0) {
-    void* addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     if (addr == MAP_FAILED) {
       int err = errno;
       ::close(fd);

@@ -16,8 +16,9 @@ namespace cushioncache {
 // Reads a whole file; throws kNotFound (naming the path) if it cannot be opened.
 std::string read_file(const std::filesystem::path& path);
 
-// A read-only memory map of a whole file. Shared ownership lets tensors that view the
-// mapping keep it alive.
+// A memory map of a whole file, private and copy-on-write: what is written through it
+// (a tensor viewing the file, changed in place) stays in this process and never reaches
+// the file. Shared ownership lets tensors that view the mapping keep it alive.
 class MappedFile {
  public:
   static std::shared_ptr<const MappedFile> open(const std::filesystem::path& path);

@@ -176,6 +176,18 @@ at::Tensor SafetensorsFile::load(const std::string& name) const {
   return out;
 }
 
+at::Tensor SafetensorsFile::view(const std::string& name) const {
+  const SafetensorsEntry& e = entry(name);
+  const DtypeInfo* info = find_dtype(e.dtype);
+  if (!info->representable) return load(name);  // load names the problem
+  const std::uint8_t* data = file_->data() + data_start_ + e.begin;
+  const auto element = static_cast<std::uintptr_t>(c10::elementSize(info->scalar_type));
+  if (e.end == e.begin || reinterpret_cast<std::uintptr_t>(data) % element != 0) return load(name);
+  // The mapping is copy-on-write (MappedFile), so a writable view cannot change the file.
+  std::shared_ptr<const MappedFile> keep = file_;
+  return at::from_blob(const_cast<std::uint8_t*>(data), e.shape, [keep](void*) {}, at::TensorOptions().dtype(info->scalar_type));
+}
+
 SafetensorsCheckpoint SafetensorsCheckpoint::open(const fs::path& file_index_or_folder) {
   SafetensorsCheckpoint ckpt;
   fs::path source = file_index_or_folder;
@@ -236,6 +248,8 @@ const SafetensorsFile& SafetensorsCheckpoint::file_of(const std::string& name) c
 const SafetensorsEntry& SafetensorsCheckpoint::entry(const std::string& name) const { return file_of(name).entry(name); }
 
 at::Tensor SafetensorsCheckpoint::load(const std::string& name) const { return file_of(name).load(name); }
+
+at::Tensor SafetensorsCheckpoint::view(const std::string& name) const { return file_of(name).view(name); }
 
 void write_safetensors(const fs::path& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {

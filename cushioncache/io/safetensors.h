@@ -42,6 +42,10 @@ class SafetensorsFile {
   // A CPU tensor owning a copy of the stored data, in the stored dtype. Throws
   // kUnsupported for dtypes this LibTorch cannot represent (e.g. float8 on 1.13).
   at::Tensor load(const std::string& name) const;
+  // The stored data without a copy: a CPU tensor viewing the memory map (pages are read
+  // from disk when touched, and the map lives as long as the tensor). In-place changes
+  // stay private to the process. A copy (load) when the data is not aligned for its dtype.
+  at::Tensor view(const std::string& name) const;
 
  private:
   std::shared_ptr<const MappedFile> file_;
@@ -61,6 +65,7 @@ class SafetensorsCheckpoint {
   bool contains(const std::string& name) const;
   const SafetensorsEntry& entry(const std::string& name) const;
   at::Tensor load(const std::string& name) const;
+  at::Tensor view(const std::string& name) const;  // SafetensorsFile::view
 
  private:
   const SafetensorsFile& file_of(const std::string& name) const;

@@ -43,8 +43,10 @@ std::unique_ptr<CausalLM> build(const ModelConfig& config, const LoadOptions& op
     at::Tensor t = fetch(name);
     check_shape(name, t, shape);
     if (!options.stream_blocks || block_of(family, name) < 0) return t.to(options.device, dtype);
-    at::Tensor host = t.to(at::kCPU, dtype);
-    return options.device.is_cuda() ? host.pin_memory() : host;  // pinned: copies to the GPU run asynchronously
+    // Not pinned: pinning would copy every block into RAM, where the memory map lets the
+    // page cache hold what fits (the copies to the GPU are synchronous either way until
+    // they are prefetched on a side stream).
+    return t.to(at::kCPU, dtype);
   });
   if (options.stream_blocks) model->stream_blocks(options.device);
   return model;
@@ -140,7 +142,9 @@ std::unique_ptr<CausalLM> load_model(const fs::path& path, const LoadOptions& op
     return ckpt.contains(bare) ? bare : name;
   };
   auto model = with_context(ckpt.source().string(), [&] {
-    return build(config, options, [&](const std::string& name) { return ckpt.load(stored_name(name)); });
+    // Views of the memory map: a float32 checkpoint on CPU in float32 is used in place
+    // (read from disk as touched, never copied); conversions copy as they must.
+    return build(config, options, [&](const std::string& name) { return ckpt.view(stored_name(name)); });
   });
 
   std::vector<std::string> unused;

@@ -24,8 +24,8 @@ struct LoadOptions {
   c10::Device device = c10::Device(c10::kCPU);
   // Default: float32 on CPU, the checkpoint's torch_dtype on CUDA.
   std::optional<c10::ScalarType> dtype;
-  // Keep the blocks' weights in host memory (pinned, for a CUDA device) and copy each
-  // block to `device` only while it runs (CausalLM::stream_blocks): for models larger
+  // Keep the blocks' weights in host memory (views of the checkpoint's memory map where
+  // the dtype allows) and copy each block to `device` only while it runs (CausalLM::stream_blocks): for models larger
   // than the device's memory. The embeddings and the head live on the device.
   bool stream_blocks = false;
 };
