@@ -21,7 +21,12 @@ export UBSAN_OPTIONS="print_stacktrace=1:${UBSAN_OPTIONS:-}"
 export ASAN_SYMBOLIZER_PATH=${ASAN_SYMBOLIZER_PATH:-$(command -v llvm-symbolizer-14 || command -v llvm-symbolizer || true)}
 
 echo "== test suite under ASan + UBSan"
-(cd "$build" && ./tests/cushioncache_tests)
+# Exit code 77: every test passed and some skipped for want of hardware (a GPU, a machine
+# with transformers for the parity fixtures); missing data fails instead under
+# CC_REQUIRE_DATA=1, as CI sets it.
+code=0
+(cd "$build" && ./tests/cushioncache_tests) || code=$?
+if [ "$code" -ne 0 ] && [ "$code" -ne 77 ]; then exit "$code"; fi
 
 echo "== fuzzing, ${seconds} s per target"
 fuzz="$build/fuzz"
