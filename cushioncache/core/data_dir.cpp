@@ -21,4 +21,9 @@ std::optional<std::filesystem::path> find_data(std::string_view relative) {
   return std::nullopt;
 }
 
+std::string expand_data_path(const std::string& path) {
+  if (path.rfind("$data/", 0) == 0) return (data_dir() / path.substr(6)).string();
+  return path;
+}
+
 }  // namespace cushioncache

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace cushioncache {
@@ -12,5 +13,9 @@ std::filesystem::path data_dir();
 
 // data_dir() / relative if that file or folder exists, std::nullopt otherwise.
 std::optional<std::filesystem::path> find_data(std::string_view relative);
+
+// Config files write "$data/..." for paths under data_dir(); other paths are returned as
+// they are.
+std::string expand_data_path(const std::string& path);
 
 }  // namespace cushioncache

@@ -28,11 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string resolve_path(const std::string& path) {
-  if (path.rfind("$data/", 0) == 0) return (data_dir() / path.substr(6)).string();
-  return path;
-}
-
 ObjectiveOptions objective_from(const YAML::Node& node, const std::string& file, const std::string& path) {
   ObjectiveOptions o;
   YamlFields f(node, file, path);
@@ -63,8 +58,8 @@ RunConfig load_run_config(const std::string& path) {
   YamlFields f(root, path, "");
   RunConfig c;
   c.name = f.optional<std::string>("name").value_or(fs::path(path).stem().string());
-  c.model = resolve_path(f.required<std::string>("model"));
-  c.tokenizer = resolve_path(f.optional<std::string>("tokenizer").value_or(""));
+  c.model = expand_data_path(f.required<std::string>("model"));
+  c.tokenizer = expand_data_path(f.optional<std::string>("tokenizer").value_or(""));
   c.device = f.optional<std::string>("device").value_or("cpu");
   c.dtype = f.optional<std::string>("dtype").value_or("auto");
   c.quant = f.optional<std::string>("quant").value_or(c.quant);

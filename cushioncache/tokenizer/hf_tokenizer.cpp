@@ -875,4 +875,44 @@ std::unique_ptr<Tokenizer> load_gpt2_bpe_tokenizer(const fs::path& vocab_json, c
   });
 }
 
+void write_byte_level_tokenizer(const fs::path& folder, std::int64_t model_max_length) {
+  const auto& table = byte_level_table();
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) vocab[table.byte_to_char[b]] = b;
+  auto special = [](std::int64_t id, const char* content) {
+    return json{{"id", id}, {"content", content}, {"single_word", false}, {"lstrip", false},
+                {"rstrip", false},  {"normalized", false}, {"special", true}};
+  };
+  const json bos_entry = {{"id", "<s>"}, {"ids", {kByteTokenizerBos}}, {"tokens", {"<s>"}}};
+  const json spec = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", {special(kByteTokenizerBos, "<s>"), special(kByteTokenizerEos, "</s>")}},
+      {"normalizer", nullptr},
+      // No regex split: every byte is its own token whatever the text.
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}},
+      {"post_processor",
+       {{"type", "TemplateProcessing"},
+        {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"pair",
+         {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+          {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
+        {"special_tokens", {{"<s>", bos_entry}}}}},
+      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}},
+      {"model",
+       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+        {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
+        {"vocab", vocab}, {"merges", json::array()}}}};
+  const json config = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+                       {"bos_token", "<s>"},
+                       {"eos_token", "</s>"},
+                       {"add_bos_token", true},
+                       {"add_eos_token", false},
+                       {"model_max_length", model_max_length}};
+  fs::create_directories(folder);
+  write_file_atomically(folder / "tokenizer.json", [&](std::ostream& out) { out << spec.dump(1) << "\n"; });
+  write_file_atomically(folder / "tokenizer_config.json", [&](std::ostream& out) { out << config.dump(2) << "\n"; });
+}
+
 }  // namespace cushioncache

@@ -4,6 +4,7 @@
 // BOS/EOS and add_bos_token / add_eos_token, as transformers does.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -18,5 +19,14 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::filesystem::path& tokeni
 std::unique_ptr<Tokenizer> load_gpt2_bpe_tokenizer(const std::filesystem::path& vocab_json,
                                                    const std::filesystem::path& merges_txt,
                                                    const std::optional<std::filesystem::path>& tokenizer_config);
+
+// A byte-level tokenizer with no merges: ids 0..255 are the bytes (in GPT-2's byte-to-
+// character spelling), 256 is BOS "<s>" (added in front by default), 257 is EOS "</s>".
+// Writes tokenizer.json and tokenizer_config.json into `folder` (atomically), in the
+// format transformers' PreTrainedTokenizerFast loads. For models trained from scratch.
+inline constexpr std::int64_t kByteTokenizerBos = 256;
+inline constexpr std::int64_t kByteTokenizerEos = 257;
+inline constexpr std::int64_t kByteTokenizerVocab = 258;
+void write_byte_level_tokenizer(const std::filesystem::path& folder, std::int64_t model_max_length);
 
 }  // namespace cushioncache

@@ -50,5 +50,6 @@ void add_search_command(CLI::App& app);
 void add_tune_command(CLI::App& app);
 void add_baseline_command(CLI::App& app);
 void add_run_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 
 }  // namespace cushioncache::cli

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""The table of docs/outliers.md from the training.json files `cushioncache train`
+writes: one row per run at its last probe (or every probe with --all). Standard library
+only. Usage: emergence_table.py [--all] runs/NAME/training.json ..."""
+
+import json
+import statistics
+import sys
+
+
+def row(name, config, parameters, probe):
+    m, o = config["model"], config["optimizer"]
+    attn = probe["attention_on_first"]
+    later = attn[1:] or attn
+    ratio = probe["residual_first_ratio"]
+    fppl, qppl = probe["float_ppl"], probe["quant_ppl"]
+    return (f"| {name} | {parameters / 1e6:.2f}M: d {m['hidden_size']}, {m['num_layers']} layers, {m['num_heads']} heads, "
+            f"ffn {m['intermediate_size']} | {config['tokenizer'] if config['tokenizer'] == 'bytes' else 'BPE'} | "
+            f"{o['lr']:g} / {o['weight_decay']:g} | {probe['step']} x {config['batch_size'] * config['grad_accum']} x "
+            f"{config['seq_len']} = {probe['tokens'] / 1e6:.1f}M | "
+            f"{min(later):.3f}-{max(later):.3f} (median {statistics.median(later):.3f}) | "
+            f"{max(ratio):.1f} (layer {ratio.index(max(ratio))}) | "
+            f"{max(probe['down_proj_top_ratio']):.0f} | "
+            + (f"{fppl:.3f} / {qppl:.3f} ({qppl / fppl:.2f}x)" if fppl > 0 else "—") + " |")
+
+
+def main():
+    args = sys.argv[1:]
+    every = "--all" in args
+    paths = [a for a in args if a != "--all"]
+    if not paths:
+        sys.exit(__doc__)
+    print("| run | model | tokens | lr / wd | steps x batch x seq = tokens | attention on position 0, layers 1+ | "
+          "position-0 max / median | down_proj max / median | ppl float / W8A8 static |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            t = json.load(f)
+        probes = t["probes"] if every else t["probes"][-1:]
+        for p in probes:
+            print(row(t["config"]["name"], t["config"], t["parameters"], p))
+
+
+if __name__ == "__main__":
+    main()
