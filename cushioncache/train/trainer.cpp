@@ -535,8 +535,13 @@ TrainResult train_model(const TrainConfig& config, const TrainRunOptions& option
 
   // The final model at the top of the output folder, as every other command expects.
   const fs::path last = step_folder(output, config.steps);
-  for (const char* file : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"})
-    if (fs::exists(last / file)) fs::copy_file(last / file, output / file, fs::copy_options::overwrite_existing);
+  for (const char* file : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}) {
+    if (!fs::exists(last / file)) continue;
+    // Copied beside and renamed, so a stopped copy never leaves half a file under the real name.
+    const fs::path partial = output / (std::string(file) + ".partial");
+    fs::copy_file(last / file, partial, fs::copy_options::overwrite_existing);
+    fs::rename(partial, output / file);
+  }
   write_training_json();
   return result;
 }
