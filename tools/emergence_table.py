@@ -38,7 +38,7 @@ def main():
     paths = [a for a in args if a != "--all"]
     if not paths:
         sys.exit(__doc__)
-    print("| run | model | tokens | lr / wd | steps x batch x seq = tokens | attention on position 0, layers 1+ | "
+    print("| run | model | tokenizer | lr / wd | steps x batch x seq = tokens | attention on position 0, layers 1+ | "
           "position-0 max / median | down_proj max / median | ppl float / W8A8 static |")
     print("|---|---|---|---|---|---|---|---|---|")
     for path in paths:
