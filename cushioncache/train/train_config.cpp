@@ -9,6 +9,12 @@
 
 namespace cushioncache {
 
+// The sections as the YAML spells them (keys = field names), for to_json(TrainConfig).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainModelShape, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size, rope_theta,
+                                   norm_eps, tie_word_embeddings, init_std)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainOptimizer, lr, min_lr, warmup_steps, weight_decay, beta1, beta2, eps, grad_clip)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainProbe, data, samples, seq_len, ppl_windows, quant)
+
 TrainConfig load_train_config(const std::string& path) {
   const YAML::Node root = load_yaml_file(path);
   YamlFields f(root, path, "");
@@ -97,33 +103,14 @@ void validate(const TrainConfig& c) {
 }
 
 nlohmann::json to_json(const TrainConfig& c) {
-  const TrainModelShape& m = c.model;
-  const TrainOptimizer& o = c.optimizer;
   return {{"name", c.name},
           {"output", c.output},
           {"corpus", c.corpus},
           {"tokenizer", c.tokenizer},
           {"device", c.device},
           {"precision", c.precision},
-          {"model",
-           {{"hidden_size", m.hidden_size},
-            {"num_layers", m.num_layers},
-            {"num_heads", m.num_heads},
-            {"num_kv_heads", m.num_kv_heads},
-            {"intermediate_size", m.intermediate_size},
-            {"rope_theta", m.rope_theta},
-            {"norm_eps", m.norm_eps},
-            {"tie_word_embeddings", m.tie_word_embeddings},
-            {"init_std", m.init_std}}},
-          {"optimizer",
-           {{"lr", o.lr},
-            {"min_lr", o.min_lr},
-            {"warmup_steps", o.warmup_steps},
-            {"weight_decay", o.weight_decay},
-            {"beta1", o.beta1},
-            {"beta2", o.beta2},
-            {"eps", o.eps},
-            {"grad_clip", o.grad_clip}}},
+          {"model", c.model},
+          {"optimizer", c.optimizer},
           {"steps", c.steps},
           {"batch_size", c.batch_size},
           {"grad_accum", c.grad_accum},
@@ -132,12 +119,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"log_every", c.log_every},
           {"checkpoint_every", c.checkpoint_every},
           {"threads", c.threads},
-          {"probe",
-           {{"data", c.probe.data},
-            {"samples", c.probe.samples},
-            {"seq_len", c.probe.seq_len},
-            {"ppl_windows", c.probe.ppl_windows},
-            {"quant", c.probe.quant}}}};
+          {"probe", c.probe}};
 }
 
 double learning_rate_at(const TrainOptimizer& o, std::int64_t step, std::int64_t steps) {

@@ -41,6 +41,12 @@ namespace cushioncache {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// training.json's entries, written and read back on resume.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainLogEntry, step, loss, lr, grad_norm, tokens_per_second)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EmergenceProbe, step, tokens, attention_on_first, residual_first_ratio, residual_first_channel,
+                                   residual_top_ratio, residual_top_position, down_proj_top_ratio, down_proj_top_position,
+                                   down_proj_top_channel, float_ppl, quant_ppl)
+
 namespace {
 
 constexpr const char* kStateFile = "trainer_state.json";
@@ -211,45 +217,14 @@ void write_curves(const fs::path& output, const TrainResult& result, int layers)
   });
 }
 
-json log_to_json(const std::vector<TrainLogEntry>& log) {
-  json j = json::array();
-  for (const auto& e : log)
-    j.push_back({{"step", e.step}, {"loss", e.loss}, {"lr", e.lr}, {"grad_norm", e.grad_norm}, {"tokens_per_second", e.tokens_per_second}});
-  return j;
-}
-
-std::vector<TrainLogEntry> log_from_json(const json& j) {
-  std::vector<TrainLogEntry> log;
-  for (const auto& e : j)
-    log.push_back({e.at("step").get<std::int64_t>(), e.at("loss").get<double>(), e.at("lr").get<double>(), e.at("grad_norm").get<double>(),
-                   e.at("tokens_per_second").get<double>()});
-  return log;
-}
-
-EmergenceProbe probe_from_json(const json& j) {
-  EmergenceProbe p;
-  p.step = j.at("step").get<std::int64_t>();
-  p.tokens = j.at("tokens").get<std::int64_t>();
-  p.attention_on_first = j.at("attention_on_first").get<std::vector<double>>();
-  p.residual_first_ratio = j.at("residual_first_ratio").get<std::vector<double>>();
-  p.residual_first_channel = j.at("residual_first_channel").get<std::vector<std::int64_t>>();
-  p.residual_top_ratio = j.at("residual_top_ratio").get<std::vector<double>>();
-  p.residual_top_position = j.at("residual_top_position").get<std::vector<std::int64_t>>();
-  p.down_proj_top_ratio = j.at("down_proj_top_ratio").get<std::vector<double>>();
-  p.down_proj_top_position = j.at("down_proj_top_position").get<std::vector<std::int64_t>>();
-  p.down_proj_top_channel = j.at("down_proj_top_channel").get<std::vector<std::int64_t>>();
-  p.float_ppl = j.at("float_ppl").get<double>();
-  p.quant_ppl = j.at("quant_ppl").get<double>();
-  return p;
-}
-
 void save_tokenizer(const TrainConfig& config, const fs::path& folder) {
   if (config.tokenizer == "bytes") {
     write_byte_level_tokenizer(folder, std::max(config.seq_len, config.probe.seq_len));
     return;
   }
-  const fs::path source = fs::is_directory(config.tokenizer) ? fs::path(config.tokenizer) : fs::path(config.tokenizer).parent_path();
-  const fs::path json_file = fs::is_directory(config.tokenizer) ? source / "tokenizer.json" : fs::path(config.tokenizer);
+  const bool folder_given = fs::is_directory(config.tokenizer);
+  const fs::path source = folder_given ? fs::path(config.tokenizer) : fs::path(config.tokenizer).parent_path();
+  const fs::path json_file = folder_given ? source / "tokenizer.json" : fs::path(config.tokenizer);
   fs::create_directories(folder);
   fs::copy_file(json_file, folder / "tokenizer.json", fs::copy_options::overwrite_existing);
   if (fs::exists(source / "tokenizer_config.json"))
@@ -267,26 +242,9 @@ std::unique_ptr<Tokenizer> training_tokenizer(const TrainConfig& config, const f
 
 }  // namespace
 
-json to_json(const EmergenceProbe& p) {
-  return {{"step", p.step},
-          {"tokens", p.tokens},
-          {"attention_on_first", p.attention_on_first},
-          {"residual_first_ratio", p.residual_first_ratio},
-          {"residual_first_channel", p.residual_first_channel},
-          {"residual_top_ratio", p.residual_top_ratio},
-          {"residual_top_position", p.residual_top_position},
-          {"down_proj_top_ratio", p.down_proj_top_ratio},
-          {"down_proj_top_position", p.down_proj_top_position},
-          {"down_proj_top_channel", p.down_proj_top_channel},
-          {"float_ppl", p.float_ppl},
-          {"quant_ppl", p.quant_ppl}};
-}
+json to_json(const EmergenceProbe& p) { return json(p); }
 
-json to_json(const TrainResult& r) {
-  json probes = json::array();
-  for (const auto& p : r.probes) probes.push_back(to_json(p));
-  return {{"steps", r.steps}, {"tokens", r.tokens}, {"log", log_to_json(r.log)}, {"probes", probes}};
-}
+json to_json(const TrainResult& r) { return {{"steps", r.steps}, {"tokens", r.tokens}, {"log", r.log}, {"probes", r.probes}}; }
 
 EmergenceProbe probe_emergence(const fs::path& model_folder, const TrainProbe& probe, const fs::path& report_folder) {
   auto model = load_model(model_folder);
@@ -382,8 +340,8 @@ TrainResult train_model(const TrainConfig& config, const TrainRunOptions& option
     // The loaded weights are views of the checkpoint file's map: own them before training.
     for (auto& [name, tensor] : model->named_weights()) *tensor = tensor->clone();
     const json previous = read_json_file(output / "training.json");
-    result.log = log_from_json(previous.at("log"));
-    for (const auto& p : previous.at("probes")) result.probes.push_back(probe_from_json(p));
+    result.log = previous.at("log").get<std::vector<TrainLogEntry>>();
+    result.probes = previous.at("probes").get<std::vector<EmergenceProbe>>();
     result.log.erase(std::remove_if(result.log.begin(), result.log.end(), [&](const TrainLogEntry& e) { return e.step > start_step; }),
                      result.log.end());
     result.probes.erase(
