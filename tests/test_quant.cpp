@@ -222,6 +222,12 @@ TEST_CASE("quantization specs and recipes are checked, by name and line", "[quan
   CHECK_FALSE(cc::parse_quant_spec("off", act).enabled());
   cc::testing::expect_error([&] { cc::parse_quant_spec("a8-per-tensr", act); }, K::kInvalidConfig, {"per-tensr"});
   cc::testing::expect_error([&] { cc::parse_quant_spec("a9-per-tensor", act); }, K::kInvalidConfig, {"bits = 9"});
+  // Found by fuzz_recipe: a bit width or group size beyond any integer was cast into garbage.
+  cc::testing::expect_error([&] { cc::parse_quant_spec("w7777777777777777777777777777777774-per-group64-sym", cc::QuantRole::kWeight); },
+                            K::kInvalidConfig, {"whole number", "w7777"});
+  cc::testing::expect_error([&] { cc::parse_quant_spec("w4-per-group1e30-sym", cc::QuantRole::kWeight); }, K::kInvalidConfig,
+                            {"whole number", "group1e30"});
+  cc::testing::expect_error([&] { cc::parse_quant_spec("a8.5-per-tensor", act); }, K::kInvalidConfig, {"whole number"});
   cc::testing::expect_error([&] { cc::parse_quant_spec("a8-per-token-static", act); }, K::kInvalidConfig, {"per-token", "dynamic"});
   cc::testing::expect_error([&] { cc::parse_quant_spec("a8-per-tensor-fast", act); }, K::kInvalidConfig, {"unknown part 'fast'"});
   cc::testing::expect_error([&] { cc::parse_quant_spec("w8-per-channel-static", cc::QuantRole::kWeight); }, K::kInvalidConfig,

@@ -34,13 +34,22 @@ double number_after(const std::string& token, std::size_t skip, std::string_view
   throw_error(ErrorKind::kInvalidConfig, "quantization spec '{}': '{}' needs a number after '{}'", whole, token, token.substr(0, skip));
 }
 
+// Bit widths and group sizes: a whole number that fits the integer it goes into
+// (a huge or fractional one would otherwise be cast into garbage).
+std::int64_t whole_number_after(const std::string& token, std::size_t skip, std::string_view whole) {
+  const double v = number_after(token, skip, whole);
+  if (!(v >= 0 && v <= 1e9) || v != std::floor(v))
+    throw_error(ErrorKind::kInvalidConfig, "quantization spec '{}': '{}' needs a whole number up to 10^9 after '{}'", whole, token,
+                token.substr(0, skip));
+  return static_cast<std::int64_t>(v);
+}
+
 Granularity parse_granularity(const std::string& word, std::int64_t* group_size, std::string_view whole) {
   if (word == "tensor") return Granularity::kPerTensor;
   if (word == "token") return Granularity::kPerToken;
   if (word == "channel") return Granularity::kPerChannel;
   if (starts_with(word, "group")) {
-    const double g = number_after(word, 5, whole);
-    *group_size = static_cast<std::int64_t>(g);
+    *group_size = whole_number_after(word, 5, whole);
     return Granularity::kPerGroup;
   }
   throw_error(ErrorKind::kInvalidConfig, "quantization spec '{}': 'per-{}' is not per-tensor, per-token, per-channel or per-group<N>",
@@ -103,7 +112,7 @@ QuantSpec parse_quant_spec(std::string_view text, QuantRole role) {
   if (head.size() < 2 || head[0] != expected_letter)
     throw_error(ErrorKind::kInvalidConfig, "quantization spec '{}' must start with '{}' and the bit width (e.g. {}8)", text,
                 expected_letter, expected_letter);
-  spec.bits = static_cast<int>(number_after(head, 1, text));
+  spec.bits = static_cast<int>(whole_number_after(head, 1, text));
   bool have_granularity = false;
   for (std::size_t i = 1; i < parts.size(); ++i) {
     const std::string& t = parts[i];
