@@ -1,14 +1,18 @@
 // The CUDA quantization kernels against host references: abs-max (whole tensor and per
-// row, NaN counted), and per-tensor quantization with round half to even. Built wherever
-// nvcc is; run only where a GPU is (skipped otherwise, also in CI).
+// row, NaN counted), per-tensor quantization with round half to even, and the INT8 GEMM
+// (both backends) against a float64 reference over int64 sums. Built wherever nvcc is;
+// run only where a GPU is (skipped otherwise, also in CI), except the precondition checks,
+// which run before any CUDA call and so run everywhere.
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "cushioncache/kernels/cuda/int8_gemm_kernels.h"
 #include "cushioncache/kernels/cuda/quantize_kernels.h"
 #include "support/test_support.h"
 
@@ -24,6 +28,8 @@ struct DeviceBuffer {
   T* ptr = nullptr;
   explicit DeviceBuffer(std::size_t n) { REQUIRE(cudaMalloc(reinterpret_cast<void**>(&ptr), std::max<std::size_t>(n, 1) * sizeof(T)) == cudaSuccess); }
   ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   void upload(const std::vector<T>& host) { REQUIRE(cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess); }
   std::vector<T> download(std::size_t n) const {
     std::vector<T> host(n);
@@ -99,4 +105,205 @@ TEST_CASE("CUDA per-tensor quantization rounds half to even and saturates", "[cu
   }
   cc::testing::expect_error([&] { cuda::quantize_per_tensor(dx.ptr, cuda::FloatType::kFloat32, 1, dscale.ptr, dzero.ptr, 0, 300, dx.ptr, true, nullptr); },
                             cc::ErrorKind::kInvalidArgument, {"qmin, qmax"});
+}
+
+namespace {
+
+// One GEMM problem on the host: operands, scales and the float64 reference.
+struct GemmCase {
+  std::int64_t m, n, k;
+  bool asymmetric, per_channel, with_bias;
+  std::vector<std::uint8_t> a;  // int8 bit patterns, or uint8 when asymmetric
+  std::vector<std::int8_t> w;
+  std::vector<float> w_scales, bias;
+  float a_scale = 0.0173f, a_zero_point = 0.0f;
+
+  double expected(std::int64_t row, std::int64_t col) const {
+    std::int64_t sum = 0;
+    for (std::int64_t i = 0; i < k; ++i) {
+      const std::uint8_t raw = a[static_cast<std::size_t>(row * k + i)];
+      const std::int64_t av = asymmetric ? static_cast<std::int64_t>(raw) - static_cast<std::int64_t>(a_zero_point)
+                                         : static_cast<std::int64_t>(static_cast<std::int8_t>(raw));
+      sum += av * w[static_cast<std::size_t>(col * k + i)];
+    }
+    double v = static_cast<double>(a_scale) * static_cast<double>(w_scales[per_channel ? static_cast<std::size_t>(col) : 0]) *
+               static_cast<double>(sum);
+    if (with_bias) v += bias[static_cast<std::size_t>(col)];
+    return v;
+  }
+};
+
+GemmCase make_gemm_case(std::int64_t m, std::int64_t n, std::int64_t k, bool asymmetric, bool per_channel, bool with_bias, unsigned seed) {
+  std::mt19937 rng(seed);
+  GemmCase c{m, n, k, asymmetric, per_channel, with_bias, {}, {}, {}, {}};
+  std::uniform_int_distribution<int> byte(0, 255), weight(-127, 127);
+  std::uniform_real_distribution<float> scale(0.001f, 0.02f), offset(-1.0f, 1.0f);
+  c.a.resize(static_cast<std::size_t>(m * k));
+  for (auto& v : c.a) v = static_cast<std::uint8_t>(byte(rng));
+  // Saturated corners too: the largest products must not overflow the int32 sums.
+  c.a[0] = asymmetric ? 255 : 0x80;  // 255, or -128
+  c.w.resize(static_cast<std::size_t>(n * k));
+  for (auto& v : c.w) v = static_cast<std::int8_t>(weight(rng));
+  c.w[0] = -128;
+  c.w_scales.resize(per_channel ? static_cast<std::size_t>(n) : 1);
+  for (auto& v : c.w_scales) v = scale(rng);
+  c.bias.resize(static_cast<std::size_t>(n));
+  for (auto& v : c.bias) v = offset(rng);
+  if (asymmetric) c.a_zero_point = 131.0f;
+  return c;
+}
+
+// A float16 or bfloat16 bit pattern as a float, decoded here rather than by the CUDA
+// headers the test would otherwise compare the kernel against.
+float sixteen_bit_to_float(std::uint16_t raw, cuda::FloatType type) {
+  if (type == cuda::FloatType::kBFloat16) {
+    const std::uint32_t bits = static_cast<std::uint32_t>(raw) << 16;
+    float v = 0.0f;
+    std::memcpy(&v, &bits, 4);
+    return v;
+  }
+  const int exponent = (raw >> 10) & 0x1f, mantissa = raw & 0x3ff;
+  const float sign = (raw & 0x8000) != 0 ? -1.0f : 1.0f;
+  if (exponent == 0x1f) return mantissa != 0 ? std::numeric_limits<float>::quiet_NaN() : sign * std::numeric_limits<float>::infinity();
+  if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -24);
+  return sign * std::ldexp(static_cast<float>(mantissa + 1024), exponent - 25);
+}
+
+// Runs `c` on `backend` with output `type` into a poisoned buffer (all bits set: NaN in
+// every float type), so an element the kernel never writes shows up as a NaN.
+void check_gemm(cuda::Int8GemmRunner& runner, const GemmCase& c, cuda::GemmBackend backend, cuda::FloatType type) {
+  DeviceBuffer<std::uint8_t> da(c.a.size());
+  DeviceBuffer<std::int8_t> dw(c.w.size());
+  DeviceBuffer<float> dw_scales(c.w_scales.size()), dbias(c.bias.size()), dscale(1), dzero(1);
+  DeviceBuffer<std::int32_t> dsums(static_cast<std::size_t>(c.n));
+  da.upload(c.a);
+  dw.upload(c.w);
+  dw_scales.upload(c.w_scales);
+  dbias.upload(c.bias);
+  dscale.upload({c.a_scale});
+  dzero.upload({c.a_zero_point});
+  const std::size_t outputs = static_cast<std::size_t>(c.m * c.n);
+  const std::size_t out_bytes = type == cuda::FloatType::kFloat32 ? 4 : 2;
+  DeviceBuffer<std::uint8_t> dy(outputs * out_bytes);
+  REQUIRE(cudaMemset(dy.ptr, 0xff, outputs * out_bytes) == cudaSuccess);
+
+  cuda::GemmS8S8 p;
+  p.m = c.m, p.n = c.n, p.k = c.k;
+  p.a = da.ptr;
+  p.a_unsigned = c.asymmetric;
+  p.a_scale = dscale.ptr;
+  p.a_zero_point = c.asymmetric ? dzero.ptr : nullptr;
+  p.w = dw.ptr;
+  p.w_scales = dw_scales.ptr;
+  p.w_per_channel = c.per_channel;
+  if (c.asymmetric) {
+    cuda::weight_row_sums(dw.ptr, c.n, c.k, dsums.ptr, nullptr);
+    p.w_row_sums = dsums.ptr;
+  }
+  p.bias = c.with_bias ? dbias.ptr : nullptr;
+  p.y = dy.ptr;
+  p.y_type = type;
+  runner.run(p, backend, nullptr);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+
+  const std::vector<std::uint8_t> bytes = dy.download(outputs * out_bytes);
+  // float32 keeps ~7 digits of a value built from exact int32 sums; the 16-bit outputs
+  // round once at the end (2^-11 for float16, 2^-8 for bfloat16).
+  const double relative = type == cuda::FloatType::kFloat32 ? 1e-5 : (type == cuda::FloatType::kFloat16 ? 1e-3 : 8e-3);
+  std::size_t bad = 0;
+  for (std::int64_t row = 0; row < c.m; ++row)
+    for (std::int64_t col = 0; col < c.n; ++col) {
+      const std::size_t i = static_cast<std::size_t>(row * c.n + col);
+      float got = 0.0f;
+      if (type == cuda::FloatType::kFloat32) {
+        std::memcpy(&got, bytes.data() + i * 4, 4);
+      } else {
+        std::uint16_t raw = 0;
+        std::memcpy(&raw, bytes.data() + i * 2, 2);
+        got = sixteen_bit_to_float(raw, type);
+      }
+      const double want = c.expected(row, col);
+      if (!std::isfinite(got) || std::abs(got - want) > relative * std::abs(want) + 1e-4) {
+        if (bad++ < 5) UNSCOPED_INFO("y[" << row << ", " << col << "] = " << got << ", expected " << want);
+      }
+    }
+  CHECK(bad == 0);
+}
+
+}  // namespace
+
+TEST_CASE("CUDA INT8 GEMM matches an int64 reference on awkward sizes, both backends", "[cuda]") {
+  if (!have_gpu()) return;
+  cuda::Int8GemmRunner runner;
+  unsigned seed = 11;
+  // k: below one 64-byte stage, a stage and a 16-byte tail, and a LLaMA width; n: not a
+  // multiple of the 128-wide tile; m: the issue's row counts (a decode row to a full tile set).
+  for (std::int64_t m : {1, 33, 100, 222, 512})
+    for (auto [n, k] : {std::pair<std::int64_t, std::int64_t>{72, 48}, {200, 208}, {1000, 4096}})
+      for (bool asymmetric : {false, true})
+        for (bool per_channel : {false, true}) {
+          const GemmCase c = make_gemm_case(m, n, k, asymmetric, per_channel, /*with_bias=*/per_channel, seed++);
+          INFO("m " << m << ", n " << n << ", k " << k << (asymmetric ? ", uint8 + zero-point" : ", int8") << (per_channel ? ", per-channel + bias" : ", per-tensor"));
+          check_gemm(runner, c, cuda::GemmBackend::kTensorCore, cuda::FloatType::kFloat32);
+          if (!asymmetric) check_gemm(runner, c, cuda::GemmBackend::kCublasLt, cuda::FloatType::kFloat32);
+          check_gemm(runner, c, cuda::GemmBackend::kAuto, m == 33 ? cuda::FloatType::kFloat16 : cuda::FloatType::kBFloat16);
+        }
+}
+
+TEST_CASE("CUDA weight row sums and the absmax scale feed the GEMM without the host", "[cuda]") {
+  if (!have_gpu()) return;
+  const std::vector<std::int8_t> w{-128, 127, 5, 0, 1, 1, 1, -3};  // two rows of four
+  DeviceBuffer<std::int8_t> dw(w.size());
+  DeviceBuffer<std::int32_t> dsums(2);
+  dw.upload(w);
+  cuda::weight_row_sums(dw.ptr, 2, 4, dsums.ptr, nullptr);
+  CHECK(dsums.download(2) == std::vector<std::int32_t>{4, 0});
+
+  DeviceBuffer<float> dmax(1), dscale(1);
+  dmax.upload({254.0f});
+  cuda::scale_from_absmax(dmax.ptr, 127, dscale.ptr, nullptr);
+  CHECK(dscale.download(1)[0] == 2.0f);
+  dmax.upload({0.0f});  // an all-zero tensor: a tiny scale, not a division by zero
+  cuda::scale_from_absmax(dmax.ptr, 127, dscale.ptr, nullptr);
+  const float tiny = dscale.download(1)[0];
+  CHECK(tiny > 0.0f);
+  CHECK(std::isfinite(1.0f / tiny));
+}
+
+TEST_CASE("CUDA INT8 GEMM preconditions are named before anything runs", "[cuda]") {
+  // No device needed: the checks come before any CUDA call.
+  alignas(16) static std::int8_t a[64 * 64], w[64 * 64];
+  static float scale = 1.0f, y[64 * 64];
+  static std::int32_t sums[64];
+  cuda::GemmS8S8 p;
+  p.m = 4, p.n = 8, p.k = 64;
+  p.a = a, p.w = w, p.y = y, p.a_scale = &scale, p.w_scales = &scale;
+  CHECK(cuda::gemm_unsupported_reason(p, cuda::GemmBackend::kTensorCore) == nullptr);
+  CHECK(cuda::gemm_unsupported_reason(p, cuda::GemmBackend::kCublasLt) == nullptr);
+
+  cuda::Int8GemmRunner runner;
+  cuda::GemmS8S8 bad = p;
+  bad.k = 40;
+  cc::testing::expect_error([&] { runner.run(bad, cuda::GemmBackend::kTensorCore, nullptr); }, cc::ErrorKind::kInvalidArgument,
+                            {"k must be a multiple of 16"});
+  bad = p;
+  bad.a = a + 1;
+  cc::testing::expect_error([&] { runner.run(bad, cuda::GemmBackend::kTensorCore, nullptr); }, cc::ErrorKind::kInvalidArgument,
+                            {"16-byte aligned"});
+  bad = p;
+  bad.a_unsigned = true;
+  cc::testing::expect_error([&] { runner.run(bad, cuda::GemmBackend::kTensorCore, nullptr); }, cc::ErrorKind::kInvalidArgument,
+                            {"a_zero_point and w_row_sums"});
+  bad.a_zero_point = &scale;
+  bad.w_row_sums = sums;
+  cc::testing::expect_error([&] { runner.run(bad, cuda::GemmBackend::kCublasLt, nullptr); }, cc::ErrorKind::kInvalidArgument,
+                            {"no uint8 x int8"});
+  // kAuto never picks a backend that cannot run the problem.
+  CHECK(runner.pick(bad) == cuda::GemmBackend::kTensorCore);
+  bad = p;
+  bad.n = 6;
+  CHECK(runner.pick(bad) == cuda::GemmBackend::kTensorCore);
+  bad = p;
+  bad.w_scales = nullptr;
+  cc::testing::expect_error([&] { runner.run(bad, cuda::GemmBackend::kAuto, nullptr); }, cc::ErrorKind::kInvalidArgument, {"w_scales"});
 }

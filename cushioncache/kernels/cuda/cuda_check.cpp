@@ -16,4 +16,8 @@ void check_cuda(int code, const char* what) {
               cudaGetErrorString(error));
 }
 
+void fail_cuda_library(const char* library, int status, const char* status_text, const char* what) {
+  throw_error(ErrorKind::kInternal, "{}: {} status {} ({})", what, library, status, status_text != nullptr ? status_text : "no text");
+}
+
 }  // namespace cushioncache::kernels::cuda

@@ -3,7 +3,7 @@
 // accumulation, dequantizing epilogue), and the whole W8A8 linear (quantize the input,
 // GEMM) as Int8LinearKernel runs it, with the bytes of weight each holds.
 //
-//   bench_int8_gemm [--seq-len 512] [--reps 5] [--threads 0]
+//   bench_w8a8_block [--seq-len 512] [--reps 5] [--threads 0]
 #include <cstdio>
 #include <optional>
 #include <vector>
@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     const c10::Device device = flags.apply();
-    if (!device.is_cpu()) cc::throw_error(cc::ErrorKind::kUnsupported, "bench_int8_gemm measures the CPU kernels; CUDA ones are not built yet");
+    if (!device.is_cpu()) cc::throw_error(cc::ErrorKind::kUnsupported, "bench_w8a8_block measures the CPU W8A8 path (Int8LinearKernel); bench_gemm_int8 has the GPU GEMM tables");
     if (!cc::kernels::cpu_int8_gemm_available())
       cc::throw_error(cc::ErrorKind::kUnsupported, "this build has no oneDNN: install libdnnl-dev and reconfigure");
     c10::NoGradGuard no_grad;

@@ -1,0 +1,81 @@
+// CUDA INT8 GEMM with a dequantizing epilogue, the arithmetic of a W8A8 linear layer on
+// the GPU (the CPU twin is kernels/int8_gemm.h):
+//
+//   y[m, n] = scale_a * scale_w[n] * (sum_k a[m, k] * w[n, k] - zero_a * sum_k w[n, k])  (+ bias[n])
+//
+// int8 x int8 (or uint8 x int8 for asymmetric activations) with int32 accumulation on
+// tensor cores. Two backends behind one problem description:
+//   - kTensorCore: our kernel, mma.sync.m16n8k32 (sm_80 and newer), cp.async multistage
+//     pipeline, the epilogue fused; symmetric and asymmetric activations.
+//   - kCublasLt: cuBLASLt's int8 TN GEMM into an int32 buffer, then our epilogue kernel;
+//     symmetric activations only (cuBLASLt has no uint8 x int8).
+// The activation scale and zero-point are read from device memory, so a scale computed on
+// the GPU (absmax, then scale_from_absmax) feeds the GEMM with no host synchronisation.
+// Framework-free: raw device pointers and a stream, no LibTorch.
+//
+// Status: compiled in CI for sm_80 and sm_90a; not yet run on a GPU (none was lent to
+// the sessions that wrote them); docs/kernels.md keeps the GPU rows empty until one is.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "cushioncache/kernels/cuda/quantize_kernels.h"
+
+namespace cushioncache::kernels::cuda {
+
+struct GemmS8S8 {
+  std::int64_t m = 0, n = 0, k = 0;
+  const void* a = nullptr;               // [m, k] int8, or uint8 when a_unsigned; device, 16-byte aligned
+  bool a_unsigned = false;
+  const float* a_scale = nullptr;        // device scalar
+  const float* a_zero_point = nullptr;   // device scalar (whole number in 0..255); only with a_unsigned
+  const std::int8_t* w = nullptr;        // [n, k] (nn.Linear's layout); device, 16-byte aligned
+  const float* w_scales = nullptr;       // device, [n] when w_per_channel, else [1]
+  bool w_per_channel = false;
+  const std::int32_t* w_row_sums = nullptr;  // device [n] = sum_k w[n, k]; needed with a_unsigned (weight_row_sums)
+  const float* bias = nullptr;           // device [n] float32, or nullptr
+  void* y = nullptr;                     // [m, n] of y_type; device
+  FloatType y_type = FloatType::kFloat32;
+};
+
+enum class GemmBackend { kAuto, kTensorCore, kCublasLt };
+
+// sums[r] = sum_k w[r, k] for an int8 [n, k] matrix: the asymmetric-activation correction,
+// computed once per weight.
+void weight_row_sums(const std::int8_t* w, std::int64_t n, std::int64_t k, std::int32_t* sums, Stream stream);
+
+// *scale = max(*absmax, tiny) / qmax on the device, so a dynamic (absmax) scale never
+// leaves the GPU; a zero tensor gets a tiny positive scale instead of a division by zero.
+void scale_from_absmax(const float* absmax, int qmax, float* scale, Stream stream);
+
+// Why `problem` cannot run on `backend` (nullptr when it can): alignment, K a multiple of
+// 16 (of 4 for cuBLASLt), null pointers, missing row sums, asymmetric on cuBLASLt.
+const char* gemm_unsupported_reason(const GemmS8S8& problem, GemmBackend backend);
+
+// Runs the GEMM; kInvalidArgument naming the precondition when it cannot. Owns the
+// cuBLASLt handle, its workspace and the int32 buffer of the cuBLASLt path, so keep one
+// per stream and reuse it (not thread-safe).
+class Int8GemmRunner {
+ public:
+  Int8GemmRunner();
+  ~Int8GemmRunner();
+  Int8GemmRunner(const Int8GemmRunner&) = delete;
+  Int8GemmRunner& operator=(const Int8GemmRunner&) = delete;
+
+  // kAuto: cuBLASLt for few rows (m <= 64, where one 128-row tile of ours wastes most of
+  // its work) when it supports the problem, our kernel otherwise.
+  void run(const GemmS8S8& problem, GemmBackend backend, Stream stream);
+  // The backend kAuto would pick.
+  GemmBackend pick(const GemmS8S8& problem) const;
+
+  // The float baseline the benchmark compares against: y[m, n] = sum_k a[m, k] * w[n, k]
+  // in bfloat16 with float32 accumulation (cuBLASLt, the engine under cuBLAS's GEMMs).
+  void bf16_gemm(std::int64_t m, std::int64_t n, std::int64_t k, const void* a, const void* w, void* y, Stream stream);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace cushioncache::kernels::cuda
