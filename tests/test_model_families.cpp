@@ -10,6 +10,7 @@
 
 #include "cushioncache/io/safetensors.h"
 #include "cushioncache/model/causal_lm.h"
+#include "cushioncache/model/block_streamer.h"
 #include "cushioncache/model/bloom.h"
 #include "cushioncache/model/config.h"
 #include "cushioncache/model/family.h"
@@ -324,6 +325,75 @@ TEST_CASE("block streaming computes what the resident model computes, one block 
       CHECK(watcher->on_host_while_running == 0);
       CHECK(watcher->other_block_on_device == 0);
       for (const cc::LinearRef& ref : watcher->refs) CHECK(ref.linear->weight.data_ptr() == watcher->host_data.at(ref.linear));
+    }
+  }
+}
+
+TEST_CASE("a device budget keeps the first blocks resident and streams the rest", "[model][streaming]") {
+  SECTION("placement: the most resident blocks whose weights fit beside two streamed blocks") {
+    const std::vector<std::int64_t> equal{10, 10, 10, 10};
+    CHECK(cc::place_blocks(equal, 5, 45).resident_blocks == 4);  // all fits: nothing streams
+    CHECK(cc::place_blocks(equal, 5, 45).peak_device_bytes == 45);
+    CHECK(cc::place_blocks(equal, 5, 44).resident_blocks == 1);  // 5 + 10 + 2 x 10 = 35; two resident would need 45
+    CHECK(cc::place_blocks(equal, 5, 44).peak_device_bytes == 35);
+    CHECK(cc::place_blocks(equal, 5, 25).resident_blocks == 0);
+    // A large first block: streaming it needs 2 x 30, keeping it resident only 30 + 2 x 10.
+    CHECK(cc::place_blocks({30, 10, 10, 10}, 0, 55).resident_blocks == 1);
+    cc::testing::expect_error([&] { cc::place_blocks(equal, 5, 24); }, cc::ErrorKind::kInvalidArgument,
+                              {"--max-gpu-memory 24 B", "25 B", "two blocks"});
+  }
+
+  SECTION("a model under a budget computes what the resident model computes") {
+    cc::ModelConfig config = cc::testing::tiny_llama_config(false);
+    config.num_layers = 4;
+    const cc::HfWeights weights = cc::testing::random_weights(config, 23);
+    auto resident = cc::build_model(weights);
+    std::int64_t all = 0, block0 = 0;
+    for (auto& [name, tensor] : resident->named_weights()) {
+      const std::int64_t bytes = tensor->numel() * static_cast<std::int64_t>(tensor->element_size());
+      all += bytes;
+      if (cc::block_of(cc::model_family(config.model_type), name) == 0) block0 += bytes;
+    }
+    const auto ids = ids_tensor(random_ids(9, config.vocab_size, 24));
+    const at::Tensor expected = resident->forward(ids).logits;
+
+    cc::LoadOptions options;
+    options.max_device_bytes = all;  // fits: nothing streams
+    auto fits = cc::build_model(weights, options);
+    CHECK_FALSE(fits->streams_blocks());
+    CHECK(max_abs_diff(fits->forward(ids).logits, expected) == 0.0);
+
+    options.max_device_bytes = all - 1;  // 4 equal blocks: 1 resident + room for 2 = all - block
+    auto one_resident = cc::build_model(weights, options);
+    CHECK(one_resident->streamed_blocks() == 3);
+    CHECK(max_abs_diff(one_resident->forward(ids).logits, expected) == 0.0);
+    CHECK(max_abs_diff(one_resident->forward(ids).logits, expected) == 0.0);  // again, after the prefetches of the first forward
+
+    options.max_device_bytes = all - 2 * block0 - 1;  // not even streaming fits
+    cc::testing::expect_error([&] { cc::build_model(weights, options); }, cc::ErrorKind::kInvalidArgument, {"--max-gpu-memory"});
+    options.max_device_bytes = 0;
+    cc::testing::expect_error([&] { cc::build_model(weights, options); }, cc::ErrorKind::kInvalidArgument, {"--max-gpu-memory must be positive"});
+  }
+
+  SECTION("acquire takes the prefetched copy, made when prefetch was called; another block's acquire drops it") {
+    at::Tensor w0 = at::zeros({4}), w1 = at::zeros({4});
+    cc::BlockStreamer streamer({{&w0}, {&w1}}, c10::Device(c10::kCPU));
+    const at::Tensor host1 = w1;
+    CHECK(streamer.next_streamed(0) == 1);
+    CHECK(streamer.next_streamed(1) == 0);  // wraps to the first streamed block
+    streamer.prefetch(1);
+    host1.fill_(7.0f);  // changed after the prefetch: the prefetched copy still holds zeros
+    {
+      cc::AcquiredBlock block(streamer, 1);
+      CHECK(w1.data_ptr() != host1.data_ptr());
+      CHECK(w1.sum().item<float>() == 0.0f);
+    }
+    CHECK(w1.data_ptr() == host1.data_ptr());
+    streamer.prefetch(1);
+    { cc::AcquiredBlock other(streamer, 0); }  // block 0 ran instead: the prefetch of 1 is dropped
+    {
+      cc::AcquiredBlock block(streamer, 1);
+      CHECK(w1.sum().item<float>() == 28.0f);  // a fresh copy
     }
   }
 }

@@ -180,13 +180,22 @@ ForwardState CausalLM::select_rows(const ForwardState& state, const at::Tensor& 
 }
 
 at::Tensor CausalLM::run_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
-  if (streamer_ == nullptr) return compute_block(layer, hidden, state);
+  if (streamer_ == nullptr || !streamer_->streams(layer)) return compute_block(layer, hidden, state);
   AcquiredBlock on_device(*streamer_, layer);
-  return compute_block(layer, hidden, state);
+  at::Tensor out = compute_block(layer, hidden, state);
+  // After this block's work is queued, so that on a GPU the next block's copy overlaps
+  // it. Only forward: a prefetch across forwards could copy weights that are changed in
+  // place in between (quantization, SmoothQuant).
+  const int next = streamer_->next_streamed(layer);
+  if (next > layer) streamer_->prefetch(next);
+  return out;
 }
 
-void CausalLM::stream_blocks(c10::Device device) {
+void CausalLM::stream_blocks(c10::Device device, int resident_blocks) {
   const ModelFamily& family = model_family(config_.model_type);
+  if (resident_blocks < 0 || resident_blocks > config_.num_layers)
+    throw_error(ErrorKind::kInvalidArgument, "block streaming: {} resident blocks asked for, the model has {}", resident_blocks,
+                config_.num_layers);
   std::vector<std::vector<at::Tensor*>> slots(static_cast<std::size_t>(config_.num_layers));
   for (auto& [name, tensor] : named_weights()) {
     const int layer = block_of(family, name);
@@ -194,11 +203,22 @@ void CausalLM::stream_blocks(c10::Device device) {
     if (!tensor->device().is_cpu())
       throw_error(ErrorKind::kUnsupported, "block streaming: weight '{}' is on {}, not in host memory (load with stream_blocks)", name,
                   tensor->device().str());
-    slots.at(static_cast<std::size_t>(layer)).push_back(tensor);
+    if (layer < resident_blocks)
+      *tensor = tensor->to(device);
+    else
+      slots.at(static_cast<std::size_t>(layer)).push_back(tensor);
   }
+  if (resident_blocks == config_.num_layers) return;  // everything fits: nothing streams
   streamer_ = std::make_shared<BlockStreamer>(std::move(slots), device);
-  log::info("block streaming to {}: one block's weights ({:.1f} MB) on the device at a time", device.str(),
-            static_cast<double>(streamer_->largest_block_bytes()) / 1e6);
+  log::info("block streaming to {}: {} of {} blocks streamed from host memory ({:.1f} MB each at most, two on the device at a time)",
+            device.str(), config_.num_layers - resident_blocks, config_.num_layers, static_cast<double>(streamer_->largest_block_bytes()) / 1e6);
+}
+
+int CausalLM::streamed_blocks() const {
+  if (streamer_ == nullptr) return 0;
+  int count = 0;
+  for (int l = 0; l < config_.num_layers; ++l) count += streamer_->streams(l) ? 1 : 0;
+  return count;
 }
 
 at::Tensor CausalLM::attend(int layer, at::Tensor q, at::Tensor k, at::Tensor v, ForwardState& state, double scale) const {

@@ -138,13 +138,15 @@ class CausalLM {
   // Final norm and LM head; float32 logits.
   virtual at::Tensor head(const at::Tensor& hidden, bool last_only) const = 0;
 
-  // Block streaming, for models larger than device memory: the blocks' weights stay in
-  // host memory (where the loader put them, see LoadOptions::stream_blocks) and each
-  // block's are copied to `device` when it runs and dropped after, so the device holds
-  // the embeddings, the head and one block at a time. kUnsupported when a block weight
-  // is not in host memory.
-  void stream_blocks(c10::Device device);
+  // Block streaming, for models larger than device memory: blocks 0 .. resident_blocks-1
+  // move to `device` for good; the other blocks' weights stay in host memory (where the
+  // loader put them, see LoadOptions::stream_blocks) and each block's are copied to
+  // `device` when it runs (the next one prefetched meanwhile) and dropped after, so the
+  // device holds the embeddings, the head, the resident blocks and two streamed blocks.
+  // kUnsupported when a block weight is not in host memory.
+  void stream_blocks(c10::Device device, int resident_blocks = 0);
   bool streams_blocks() const { return streamer_ != nullptr; }
+  int streamed_blocks() const;
 
   // Hooks see every site of every block, in registration order.
   HookHandle add_hook(std::shared_ptr<ActivationHook> hook);

@@ -11,9 +11,11 @@
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/files.h"
 #include "cushioncache/core/log.h"
+#include "cushioncache/core/memory_usage.h"
 #include "cushioncache/core/tensor_options.h"
 #include "cushioncache/io/llama2c.h"
 #include "cushioncache/io/safetensors.h"
+#include "cushioncache/model/block_streamer.h"
 #include "cushioncache/model/family.h"
 
 namespace cushioncache {
@@ -35,20 +37,42 @@ void check_shape(const std::string& name, const at::Tensor& t, const std::vector
     throw_error(ErrorKind::kMismatch, "tensor '{}' has dtype {}, expected a float type", name, c10::toString(t.scalar_type()));
 }
 
+// Where the blocks go under options.max_device_bytes: how many stay resident.
+int resident_blocks_within_budget(CausalLM& model, const ModelFamily& family, std::int64_t budget) {
+  std::vector<std::int64_t> block_bytes(static_cast<std::size_t>(model.config().num_layers), 0);
+  std::int64_t other_bytes = 0;
+  for (const auto& [name, tensor] : model.named_weights()) {
+    const std::int64_t bytes = tensor->numel() * static_cast<std::int64_t>(tensor->element_size());
+    const int layer = block_of(family, name);
+    if (layer < 0)
+      other_bytes += bytes;
+    else
+      block_bytes.at(static_cast<std::size_t>(layer)) += bytes;
+  }
+  const BlockPlacement placement = place_blocks(block_bytes, other_bytes, budget);
+  log::info("--max-gpu-memory {}: {} of {} blocks resident, the weights take {} of the device at most", format_bytes(budget),
+            placement.resident_blocks, block_bytes.size(), format_bytes(placement.peak_device_bytes));
+  return placement.resident_blocks;
+}
+
 std::unique_ptr<CausalLM> build(const ModelConfig& config, const LoadOptions& options,
                                 const std::function<at::Tensor(const std::string&)>& fetch) {
   const c10::ScalarType dtype = resolve_dtype(options, config);
   const ModelFamily& family = model_family(config.model_type);
+  if (options.max_device_bytes && *options.max_device_bytes <= 0)
+    throw_error(ErrorKind::kInvalidArgument, "--max-gpu-memory must be positive, got {} bytes", *options.max_device_bytes);
+  const bool blocks_on_host = options.stream_blocks || options.max_device_bytes.has_value();
   auto model = family.build(config, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
     at::Tensor t = fetch(name);
     check_shape(name, t, shape);
-    if (!options.stream_blocks || block_of(family, name) < 0) return t.to(options.device, dtype);
+    if (!blocks_on_host || block_of(family, name) < 0) return t.to(options.device, dtype);
     // Not pinned: pinning would copy every block into RAM, where the memory map lets the
-    // page cache hold what fits (the copies to the GPU are synchronous either way until
-    // they are prefetched on a side stream).
+    // page cache hold what fits; the streamer stages each copy through a pinned buffer.
     return t.to(at::kCPU, dtype);
   });
-  if (options.stream_blocks) model->stream_blocks(options.device);
+  if (blocks_on_host)
+    model->stream_blocks(options.device,
+                         options.max_device_bytes ? resident_blocks_within_budget(*model, family, *options.max_device_bytes) : 0);
   return model;
 }
 

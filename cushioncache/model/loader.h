@@ -28,6 +28,11 @@ struct LoadOptions {
   // the dtype allows) and copy each block to `device` only while it runs (CausalLM::stream_blocks): for models larger
   // than the device's memory. The embeddings and the head live on the device.
   bool stream_blocks = false;
+  // A budget for the weights' device memory (--max-gpu-memory): everything on the device
+  // when it fits; otherwise the first blocks stay resident and the rest stream, with room
+  // for two streamed blocks (place_blocks in model/block_streamer.h). Activations need
+  // memory beside it.
+  std::optional<std::int64_t> max_device_bytes;
 };
 
 // `path` is a Hugging Face model folder or a llama2.c .bin. Errors name the file and,

@@ -49,6 +49,14 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EmergenceProbe, step, tokens, attention_on_fi
 
 namespace {
 
+// Training keeps float32 weights (autocast handles bfloat16), all resident.
+LoadOptions float32_on(c10::Device device) {
+  LoadOptions options;
+  options.device = device;
+  options.dtype = at::kFloat;
+  return options;
+}
+
 constexpr const char* kStateFile = "trainer_state.json";
 constexpr const char* kOptimizerFile = "optimizer.pt";
 
@@ -336,7 +344,7 @@ TrainResult train_model(const TrainConfig& config, const TrainRunOptions& option
     if (start_step >= config.steps)
       throw_error(ErrorKind::kInvalidConfig, "{}: the checkpoint is at step {}, not before the config's steps ({})", resume_from->string(),
                   start_step, config.steps);
-    model = load_model(*resume_from, LoadOptions{device, at::kFloat});
+    model = load_model(*resume_from, float32_on(device));
     // The loaded weights are views of the checkpoint file's map: own them before training.
     for (auto& [name, tensor] : model->named_weights()) *tensor = tensor->clone();
     const json previous = read_json_file(output / "training.json");
@@ -352,7 +360,7 @@ TrainResult train_model(const TrainConfig& config, const TrainRunOptions& option
     if (latest_resumable(output))
       throw_error(ErrorKind::kInvalidArgument, "{} already holds training checkpoints; pass --resume to continue them or choose another output",
                   output.string());
-    model = build_model(initial_weights(model_config, config.model, config.seed), LoadOptions{device, at::kFloat});
+    model = build_model(initial_weights(model_config, config.model, config.seed), float32_on(device));
   }
 
   // Decay on matrices and embeddings; none on norm gains (as nanoGPT and most LLaMA

@@ -4,6 +4,7 @@
 
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
+#include "cushioncache/core/memory_usage.h"
 #include "cushioncache/core/tensor_options.h"
 
 #include <fmt/format.h>
@@ -20,6 +21,9 @@ void ModelFlags::add_to(CLI::App& command, bool with_tokenizer) {
       ->capture_default_str();
   command.add_flag("--stream-blocks", stream_blocks,
                    "keep the blocks' weights in host memory and copy each to the device only while it runs (models larger than the GPU)");
+  command.add_option("--max-gpu-memory", max_gpu_memory,
+                     "device memory the weights may take, e.g. 40GiB: the first blocks stay resident, the rest stream (implies "
+                     "--stream-blocks when the model does not fit)");
 }
 
 void add_rank_timeout_flag(CLI::App& command, int& seconds) {
@@ -38,6 +42,7 @@ std::unique_ptr<CausalLM> ModelFlags::load_model() const {
   options.device = parse_device(device);
   if (dtype != "auto") options.dtype = parse_float_dtype(dtype);
   options.stream_blocks = stream_blocks;
+  if (!max_gpu_memory.empty()) options.max_device_bytes = parse_byte_size(max_gpu_memory, "--max-gpu-memory");
   return cushioncache::load_model(model, options);
 }
 

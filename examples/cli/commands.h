@@ -20,6 +20,7 @@ struct ModelFlags {
   std::string device = "cpu";
   std::string dtype = "auto";
   bool stream_blocks = false;
+  std::string max_gpu_memory;  // empty: no budget
 
   void add_to(CLI::App& command, bool with_tokenizer);
   std::unique_ptr<CausalLM> load_model() const;

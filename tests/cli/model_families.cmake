@@ -1,6 +1,6 @@
 # Every model family through the real executable, on a small random model in its Hugging
 # Face layout (make_test_model) with stories260K's 512-token tokenizer: inspect, generate
-# (float and INT8), logits, eval (also with --stream-blocks), search one step, tune one step, eval behind the tuned prefix.
+# (float and INT8), logits, eval (also with --stream-blocks and --max-gpu-memory), search one step, tune one step, eval behind the tuned prefix.
 # Run once per family: -DFAMILY=opt|opt-350m|bloom|gpt2|llama|mistral|qwen2.
 include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
 set(TOKENIZER "${DATA}/models/stories260K/tok512.bin")
@@ -40,6 +40,18 @@ cc_run(eval ${M} --stream-blocks --ppl wikitext2 --seq-len 64 --max-windows 2)
 cc_expect_rc(0 "${FAMILY}: eval --stream-blocks")
 if(NOT OUT STREQUAL resident)
   message(FATAL_ERROR "${FAMILY}: streamed blocks give another result:\n${OUT}\nvs\n${resident}")
+endif()
+# A device budget the model fits in changes nothing; one below the embeddings and two
+# blocks is refused by name, with the usage exit code.
+cc_run(eval ${M} --max-gpu-memory 64GiB --ppl wikitext2 --seq-len 64 --max-windows 2)
+cc_expect_rc(0 "${FAMILY}: eval --max-gpu-memory 64GiB")
+if(NOT OUT STREQUAL resident)
+  message(FATAL_ERROR "${FAMILY}: --max-gpu-memory gives another result:\n${OUT}\nvs\n${resident}")
+endif()
+cc_run(eval ${M} --max-gpu-memory 1K --ppl wikitext2 --seq-len 64 --max-windows 2)
+cc_expect_rc(2 "${FAMILY}: eval --max-gpu-memory 1K")
+if(NOT ERR MATCHES "--max-gpu-memory 1.0 KiB is below")
+  message(FATAL_ERROR "${FAMILY}: no budget error naming the flag:\n${ERR}")
 endif()
 cc_run(search ${M} --max-length 2 --text-tokens 32 --out "${dir}/searched.safetensors")
 cc_expect_rc(0 "${FAMILY}: search")
