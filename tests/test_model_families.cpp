@@ -6,6 +6,7 @@
 #include <c10/core/GradMode.h>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <nlohmann/json.hpp>
 
 #include "cushioncache/io/safetensors.h"
@@ -354,6 +355,11 @@ TEST_CASE("a device budget keeps the first blocks resident and streams the rest"
       all += bytes;
       if (cc::block_of(cc::model_family(config.model_type), name) == 0) block0 += bytes;
     }
+    // The plan from the config alone counts what the built model holds.
+    const cc::StreamingPlan plan = cc::plan_streaming(config, at::kFloat, all);
+    CHECK(plan.block_bytes.size() == 4);
+    CHECK(plan.block_bytes[0] == block0);
+    CHECK(std::accumulate(plan.block_bytes.begin(), plan.block_bytes.end(), plan.other_bytes) == all);
     const auto ids = ids_tensor(random_ids(9, config.vocab_size, 24));
     const at::Tensor expected = resident->forward(ids).logits;
 

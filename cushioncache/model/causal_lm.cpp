@@ -200,13 +200,14 @@ void CausalLM::stream_blocks(c10::Device device, int resident_blocks) {
   for (auto& [name, tensor] : named_weights()) {
     const int layer = block_of(family, name);
     if (layer < 0) continue;
+    if (layer < resident_blocks) {
+      *tensor = tensor->to(device);  // a no-op for weights the loader put there
+      continue;
+    }
     if (!tensor->device().is_cpu())
       throw_error(ErrorKind::kUnsupported, "block streaming: weight '{}' is on {}, not in host memory (load with stream_blocks)", name,
                   tensor->device().str());
-    if (layer < resident_blocks)
-      *tensor = tensor->to(device);
-    else
-      slots.at(static_cast<std::size_t>(layer)).push_back(tensor);
+    slots.at(static_cast<std::size_t>(layer)).push_back(tensor);
   }
   if (resident_blocks == config_.num_layers) return;  // everything fits: nothing streams
   streamer_ = std::make_shared<BlockStreamer>(std::move(slots), device);

@@ -37,42 +37,29 @@ void check_shape(const std::string& name, const at::Tensor& t, const std::vector
     throw_error(ErrorKind::kMismatch, "tensor '{}' has dtype {}, expected a float type", name, c10::toString(t.scalar_type()));
 }
 
-// Where the blocks go under options.max_device_bytes: how many stay resident.
-int resident_blocks_within_budget(CausalLM& model, const ModelFamily& family, std::int64_t budget) {
-  std::vector<std::int64_t> block_bytes(static_cast<std::size_t>(model.config().num_layers), 0);
-  std::int64_t other_bytes = 0;
-  for (const auto& [name, tensor] : model.named_weights()) {
-    const std::int64_t bytes = tensor->numel() * static_cast<std::int64_t>(tensor->element_size());
-    const int layer = block_of(family, name);
-    if (layer < 0)
-      other_bytes += bytes;
-    else
-      block_bytes.at(static_cast<std::size_t>(layer)) += bytes;
-  }
-  const BlockPlacement placement = place_blocks(block_bytes, other_bytes, budget);
-  log::info("--max-gpu-memory {}: {} of {} blocks resident, the weights take {} of the device at most", format_bytes(budget),
-            placement.resident_blocks, block_bytes.size(), format_bytes(placement.peak_device_bytes));
-  return placement.resident_blocks;
-}
-
 std::unique_ptr<CausalLM> build(const ModelConfig& config, const LoadOptions& options,
                                 const std::function<at::Tensor(const std::string&)>& fetch) {
   const c10::ScalarType dtype = resolve_dtype(options, config);
   const ModelFamily& family = model_family(config.model_type);
   if (options.max_device_bytes && *options.max_device_bytes <= 0)
     throw_error(ErrorKind::kInvalidArgument, "--max-gpu-memory must be positive, got {} bytes", *options.max_device_bytes);
-  const bool blocks_on_host = options.stream_blocks || options.max_device_bytes.has_value();
+  // Planned from the config, before any weight is read: a budget too small fails fast.
+  int resident_blocks = options.stream_blocks ? 0 : config.num_layers;
+  if (options.max_device_bytes) {
+    const StreamingPlan plan = plan_streaming(config, dtype, *options.max_device_bytes);
+    resident_blocks = plan.placement.resident_blocks;
+    log::info("--max-gpu-memory {}: {} of {} blocks resident, the weights take {} of the device at most",
+              format_bytes(*options.max_device_bytes), resident_blocks, config.num_layers, format_bytes(plan.placement.peak_device_bytes));
+  }
   auto model = family.build(config, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
     at::Tensor t = fetch(name);
     check_shape(name, t, shape);
-    if (!blocks_on_host || block_of(family, name) < 0) return t.to(options.device, dtype);
+    if (block_of(family, name) < resident_blocks) return t.to(options.device, dtype);  // also the non-block weights (-1)
     // Not pinned: pinning would copy every block into RAM, where the memory map lets the
     // page cache hold what fits; the streamer stages each copy through a pinned buffer.
     return t.to(at::kCPU, dtype);
   });
-  if (blocks_on_host)
-    model->stream_blocks(options.device,
-                         options.max_device_bytes ? resident_blocks_within_budget(*model, family, *options.max_device_bytes) : 0);
+  if (resident_blocks < config.num_layers) model->stream_blocks(options.device, resident_blocks);
   return model;
 }
 
@@ -93,6 +80,24 @@ at::Tensor interleaved_to_half_rotation(const at::Tensor& w, std::int64_t heads)
 }
 
 }  // namespace
+
+StreamingPlan plan_streaming(const ModelConfig& config, c10::ScalarType dtype, std::int64_t budget_bytes) {
+  const ModelFamily& family = model_family(config.model_type);
+  StreamingPlan plan;
+  plan.block_bytes.assign(static_cast<std::size_t>(config.num_layers), 0);
+  const std::int64_t element = static_cast<std::int64_t>(c10::elementSize(dtype));
+  for (const auto& [name, shape] : family.expected_weights(config)) {
+    std::int64_t bytes = element;
+    for (std::int64_t d : shape) bytes *= d;
+    const int layer = block_of(family, name);
+    if (layer < 0)
+      plan.other_bytes += bytes;
+    else
+      plan.block_bytes.at(static_cast<std::size_t>(layer)) += bytes;
+  }
+  plan.placement = place_blocks(plan.block_bytes, plan.other_bytes, budget_bytes);
+  return plan;
+}
 
 HfWeights llama2c_to_hf(const Llama2cCheckpoint& ckpt) {
   const Llama2cHeader& h = ckpt.header;

@@ -14,6 +14,7 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include "cushioncache/model/block_streamer.h"
 #include "cushioncache/model/causal_lm.h"
 
 namespace cushioncache {
@@ -34,6 +35,16 @@ struct LoadOptions {
   // memory beside it.
   std::optional<std::int64_t> max_device_bytes;
 };
+
+// Where a model's weights sit on the device under a budget (LoadOptions::max_device_bytes),
+// from its config alone, no weights read: what loading does, and what
+// `cushioncache plan-memory` prints for a checkpoint too large for this machine.
+struct StreamingPlan {
+  std::vector<std::int64_t> block_bytes;  // per block, in the dtype asked for
+  std::int64_t other_bytes = 0;           // embeddings, final norm, head (once when tied)
+  BlockPlacement placement;
+};
+StreamingPlan plan_streaming(const ModelConfig& config, c10::ScalarType dtype, std::int64_t budget_bytes);
 
 // `path` is a Hugging Face model folder or a llama2.c .bin. Errors name the file and,
 // for weights, the tensor (missing, wrong shape, unreadable dtype).

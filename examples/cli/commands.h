@@ -52,5 +52,6 @@ void add_tune_command(CLI::App& app);
 void add_baseline_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_plan_memory_command(CLI::App& app);
 
 }  // namespace cushioncache::cli

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   cc::cli::add_baseline_command(app);
   cc::cli::add_run_command(app);
   cc::cli::add_train_command(app);
+  cc::cli::add_plan_memory_command(app);
 
   try {
     app.parse(argc, argv);
