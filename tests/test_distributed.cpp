@@ -1,9 +1,12 @@
 // The search and the tuning split over ranks (threads standing in for processes, through
 // the same ProcessGroup interface the Gloo group implements): the same tokens, and the
 // same tuned prefix up to float summation order, as one process.
+#include <cstdlib>
+
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include "cushioncache/distributed/process_group.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/quant/calibration.h"
 #include "cushioncache/quant/quantize_model.h"
@@ -116,4 +119,25 @@ TEST_CASE("data-parallel tuning over two ranks applies the updates of one proces
     CHECK(worst <= 1e-4 * scale);
   }
   CHECK(cc::testing::max_abs_diff(results[0].prefix.layers[0].key, results[1].prefix.layers[0].key) == 0.0);
+}
+
+TEST_CASE("each rank of a machine takes the GPU its LOCAL_RANK names", "[distributed]") {
+  struct LocalRank {
+    explicit LocalRank(const char* value) { value ? setenv("LOCAL_RANK", value, 1) : unsetenv("LOCAL_RANK"); }
+    ~LocalRank() { unsetenv("LOCAL_RANK"); }
+  };
+  {
+    const LocalRank rank("3");
+    CHECK(cc::device_for_rank(c10::Device("cuda")) == c10::Device(c10::kCUDA, 3));
+    CHECK(cc::device_for_rank(c10::Device("cuda:1")) == c10::Device(c10::kCUDA, 1));  // an explicit index wins
+    CHECK(cc::device_for_rank(c10::Device("cpu")) == c10::Device(c10::kCPU));
+  }
+  {
+    const LocalRank alone(nullptr);
+    CHECK(cc::device_for_rank(c10::Device("cuda")) == c10::Device("cuda"));
+  }
+  {
+    const LocalRank bad("two");
+    cc::testing::expect_error([] { cc::device_for_rank(c10::Device("cuda")); }, cc::ErrorKind::kInvalidConfig, {"LOCAL_RANK='two'"});
+  }
 }

@@ -95,6 +95,11 @@ class GlooProcessGroup : public ProcessGroup {
 
 std::unique_ptr<ProcessGroup> single_process_group() { return std::make_unique<SingleProcessGroup>(); }
 
+c10::Device device_for_rank(c10::Device requested) {
+  if (!requested.is_cuda() || requested.has_index() || environment("LOCAL_RANK", "").empty()) return requested;
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(environment_integer("LOCAL_RANK", "", 0, 127)));
+}
+
 bool multi_process_available() {
 #ifdef CC_HAVE_GLOO
   return true;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 namespace cushioncache {
 
@@ -41,5 +42,11 @@ std::unique_ptr<ProcessGroup> process_group_from_environment(std::chrono::second
 
 // Whether this build can run multi-process jobs.
 bool multi_process_available();
+
+// The device this rank runs on: "cuda" without an index becomes cuda:LOCAL_RANK when
+// LOCAL_RANK is set (as torchrun and scripts/launch_ranks.sh set it), so the ranks of one
+// machine take one GPU each; any other device is returned as given. kInvalidConfig when
+// LOCAL_RANK is not a non-negative integer.
+c10::Device device_for_rank(c10::Device requested);
 
 }  // namespace cushioncache

@@ -39,7 +39,7 @@ std::unique_ptr<ProcessGroup> join_ranks(int timeout_seconds) {
 
 std::unique_ptr<CausalLM> ModelFlags::load_model() const {
   LoadOptions options;
-  options.device = parse_device(device);
+  options.device = device_for_rank(parse_device(device));
   if (dtype != "auto") options.dtype = parse_float_dtype(dtype);
   options.stream_blocks = stream_blocks;
   if (!max_gpu_memory.empty()) options.max_device_bytes = parse_byte_size(max_gpu_memory, "--max-gpu-memory");
