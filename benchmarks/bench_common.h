@@ -65,20 +65,25 @@ inline std::unique_ptr<LlamaModel> random_llama(const ModelConfig& config, const
   });
 }
 
-// One LLaMA-7B block (hidden 4096, 32 heads, MLP 11008); the embedding and head are tiny,
-// since only run_block() is timed.
-inline std::unique_ptr<LlamaModel> llama7b_block(const c10::Device& device, c10::ScalarType dtype) {
+// LLaMA-7B's shapes (hidden 4096, 32 heads, MLP 11008) with `layers` blocks and a
+// `vocab`-token embedding and head.
+inline ModelConfig llama7b_config(int layers, std::int64_t vocab) {
   ModelConfig c;
-  c.vocab_size = 256;
+  c.vocab_size = vocab;
   c.hidden_size = 4096;
   c.intermediate_size = 11008;
-  c.num_layers = 1;
+  c.num_layers = layers;
   c.num_heads = 32;
   c.num_kv_heads = 32;
   c.head_dim = 128;
   c.max_position_embeddings = 4096;
   c.norm_eps = 1e-5;
-  return random_llama(c, device, dtype);
+  return c;
+}
+
+// One LLaMA-7B block; the embedding and head are tiny, since only run_block() is timed.
+inline std::unique_ptr<LlamaModel> llama7b_block(const c10::Device& device, c10::ScalarType dtype) {
+  return random_llama(llama7b_config(1, 256), device, dtype);
 }
 
 }  // namespace cushioncache::bench

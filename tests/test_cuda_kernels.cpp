@@ -12,8 +12,14 @@
 #include <random>
 #include <vector>
 
+#include <ATen/ATen.h>
+
 #include "cushioncache/kernels/cuda/int8_gemm_kernels.h"
+#include "cushioncache/kernels/cuda/int8_ops.h"
 #include "cushioncache/kernels/cuda/quantize_kernels.h"
+#include "cushioncache/quant/fake_quant.h"
+#include "cushioncache/quant/int8_linear.h"
+#include "cushioncache/quant/spec.h"
 #include "support/test_support.h"
 
 #include <catch2/catch.hpp>  // last: glog (through ATen) defines CHECK too
@@ -260,14 +266,17 @@ TEST_CASE("CUDA weight row sums and the absmax scale feed the GEMM without the h
   CHECK(dsums.download(2) == std::vector<std::int32_t>{4, 0});
 
   DeviceBuffer<float> dmax(1), dscale(1);
+  DeviceBuffer<unsigned> dnans(1);
+  dnans.upload({0u});
   dmax.upload({254.0f});
-  cuda::scale_from_absmax(dmax.ptr, 127, dscale.ptr, nullptr);
+  cuda::scale_from_absmax(dmax.ptr, dnans.ptr, 127, dscale.ptr, nullptr);
   CHECK(dscale.download(1)[0] == 2.0f);
-  dmax.upload({0.0f});  // an all-zero tensor: a tiny scale, not a division by zero
-  cuda::scale_from_absmax(dmax.ptr, 127, dscale.ptr, nullptr);
-  const float tiny = dscale.download(1)[0];
-  CHECK(tiny > 0.0f);
-  CHECK(std::isfinite(1.0f / tiny));
+  dmax.upload({0.0f});  // an all-zero tensor: params_for_range's floor, not a division by zero
+  cuda::scale_from_absmax(dmax.ptr, nullptr, 127, dscale.ptr, nullptr);
+  CHECK(dscale.download(1)[0] == 1e-10f);
+  dnans.upload({2u});  // NaN in the tensor: a NaN scale, so the NaN reaches the output
+  cuda::scale_from_absmax(dmax.ptr, dnans.ptr, 127, dscale.ptr, nullptr);
+  CHECK(std::isnan(dscale.download(1)[0]));
 }
 
 TEST_CASE("CUDA INT8 GEMM preconditions are named before anything runs", "[cuda]") {
@@ -306,4 +315,40 @@ TEST_CASE("CUDA INT8 GEMM preconditions are named before anything runs", "[cuda]
   bad = p;
   bad.w_scales = nullptr;
   cc::testing::expect_error([&] { runner.run(bad, cuda::GemmBackend::kAuto, nullptr); }, cc::ErrorKind::kInvalidArgument, {"w_scales"});
+}
+
+TEST_CASE("a W8A8 layer on CUDA computes what it computes on the CPU", "[cuda]") {
+  if (!have_gpu()) return;
+  if (!at::hasCUDA()) {
+    cc::testing::skip_without_hardware("this LibTorch has no CUDA: the ops layer needs CUDA tensors");
+    return;
+  }
+  cuda::register_cuda_int8_ops();
+  at::manual_seed(3);
+  const cc::QuantSpec weight_spec = cc::parse_quant_spec("w8-per-channel-sym", cc::QuantRole::kWeight);
+  at::Tensor w = at::randn({96, 160}) * 0.05;
+  w = cc::fake_quantize(w, cc::params_for_range(w.amin(1, true), w.amax(1, true), weight_spec));
+  const at::Tensor bias = at::randn({96});
+  const at::Tensor x = at::randn({3, 37, 160});
+  for (const char* input_name : {"a8-per-tensor-dynamic-sym", "a8-per-tensor-static-asym", "a8-per-tensor-dynamic-asym"}) {
+    INFO(input_name);
+    const cc::QuantSpec input_spec = cc::parse_quant_spec(input_name, cc::QuantRole::kActivation);
+    std::optional<cc::QuantParams> static_input;
+    if (input_spec.mode == cc::RangeMode::kStatic) static_input = cc::params_for_range(x.min().reshape({1}), x.max().reshape({1}), input_spec);
+    const cc::Int8LinearKernel on_cpu(w, bias, weight_spec, input_spec, static_input);
+    const cc::Int8LinearKernel on_gpu(w.cuda(), bias.cuda(), weight_spec, input_spec, static_input);
+    const at::Tensor expected = on_cpu.forward(x);
+    const at::Tensor got = on_gpu.forward(x.cuda()).cpu();
+    CHECK(got.sizes() == expected.sizes());
+    CHECK(cc::testing::max_abs_diff(got, expected) <= 1e-4 * expected.abs().max().item<double>());
+    // bfloat16 in, bfloat16 out: the same up to bfloat16's rounding of input and output.
+    const at::Tensor got_bf16 = on_gpu.forward(x.cuda().to(at::kBFloat16)).cpu().to(at::kFloat);
+    CHECK(cc::testing::max_abs_diff(got_bf16, on_cpu.forward(x.to(at::kBFloat16).to(at::kFloat))) <= 2e-2 * expected.abs().max().item<double>());
+  }
+  // A NaN in the input comes out as NaN, not as a finite wrong value.
+  const cc::QuantSpec dynamic = cc::parse_quant_spec("a8-per-tensor-dynamic-sym", cc::QuantRole::kActivation);
+  const cc::Int8LinearKernel on_gpu(w.cuda(), bias.cuda(), weight_spec, dynamic, std::nullopt);
+  at::Tensor poisoned = x.clone();
+  poisoned[0][5][7] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(at::isnan(on_gpu.forward(poisoned.cuda())[0]).all().item<bool>());
 }

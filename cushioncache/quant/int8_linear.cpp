@@ -1,5 +1,6 @@
 #include "cushioncache/quant/int8_linear.h"
 
+#include <atomic>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -21,11 +22,21 @@ std::string int8_execution_blocker(const QuantSpec& weights, const QuantSpec& ac
   return {};
 }
 
+namespace {
+std::atomic<const CudaInt8Ops*> registered_cuda_ops{nullptr};
+}  // namespace
+
+void set_cuda_int8_ops(const CudaInt8Ops* ops) { registered_cuda_ops.store(ops); }
+
 Int8LinearKernel::Int8LinearKernel(const at::Tensor& weight, const at::Tensor& bias, const QuantSpec& weight_spec,
                                    const QuantSpec& input_spec, std::optional<QuantParams> static_input)
     : input_spec_(input_spec), static_input_(std::move(static_input)) {
-  if (!weight.device().is_cpu())
-    throw_error(ErrorKind::kUnsupported, "INT8 execution runs on CPU (oneDNN); the CUDA kernels are not built yet");
+  if (weight.device().is_cuda() && registered_cuda_ops == nullptr)
+    throw_error(ErrorKind::kUnsupported,
+                "INT8 execution on CUDA needs the CUDA kernels: build with nvcc (cushioncache_cuda_kernels) and call "
+                "register_cuda_int8_ops() (kernels/cuda/int8_ops.h) before quantizing");
+  if (!weight.device().is_cpu() && !weight.device().is_cuda())
+    throw_error(ErrorKind::kUnsupported, "INT8 execution runs on CPU (oneDNN) or CUDA, not {}", weight.device().str());
   const at::Tensor w = weight.detach().to(at::kFloat);
   // The fake-quantized weight's range gives back its scale: max |W_fq| = 127 * scale.
   const at::Tensor min = weight_spec.granularity == Granularity::kPerChannel ? w.amin(1) : w.min().reshape({1});
@@ -37,11 +48,19 @@ Int8LinearKernel::Int8LinearKernel(const at::Tensor& weight, const at::Tensor& b
     throw_error(ErrorKind::kInvalidArgument, "Int8LinearKernel: the weight is not fake-quantized with '{}'", weight_spec.to_string());
   weight_ = q.clamp(-128, 127).to(at::kChar).contiguous();
   if (bias.defined()) bias_ = bias.detach().to(at::kFloat).contiguous();
+  if (weight_.is_cuda()) {
+    w_row_sums_ = weight_.sum(1, /*keepdim=*/false, at::kInt).contiguous();
+    if (static_input_) static_input_ = QuantParams{static_input_->scale.to(weight_.device()), static_input_->zero_point.to(weight_.device()),
+                                                   static_input_->qmin, static_input_->qmax};
+  }
 }
 
 at::Tensor Int8LinearKernel::forward(const at::Tensor& x) const {
   const std::int64_t in = weight_.size(1), out = weight_.size(0);
   if (x.size(-1) != in) throw_error(ErrorKind::kMismatch, "Int8LinearKernel: input has {} features, the weight {}", x.size(-1), in);
+  if (x.device() != weight_.device())
+    throw_error(ErrorKind::kMismatch, "Int8LinearKernel: input on {}, the weight on {}", x.device().str(), weight_.device().str());
+  if (weight_.is_cuda()) return registered_cuda_ops.load()->linear(x, weight_, w_scales_, w_row_sums_, bias_, input_spec_, static_input_);
   // Dynamic per-tensor ranges are per sequence, as fake quantization takes them
   // (quant/quantizer.h), so each sequence of a [B, T, in] input is its own GEMM.
   const std::int64_t groups = static_input_ || x.dim() < 3 ? 1 : x.size(0);
@@ -83,7 +102,8 @@ at::Tensor Int8LinearKernel::forward(const at::Tensor& x) const {
 }
 
 std::int64_t Int8LinearKernel::bytes() const {
-  return weight_.numel() + w_scales_.numel() * 4 + (bias_.defined() ? bias_.numel() * 4 : 0);
+  return weight_.numel() + w_scales_.numel() * 4 + (bias_.defined() ? bias_.numel() * 4 : 0) +
+         (w_row_sums_.defined() ? w_row_sums_.numel() * 4 : 0);
 }
 
 }  // namespace cushioncache

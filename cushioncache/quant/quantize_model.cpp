@@ -130,8 +130,13 @@ std::map<std::string, at::Tensor> QuantizedModel::ranges() const {
 std::size_t QuantizedModel::execute_int8(CausalLM& model) {
   if (const std::string why = int8_execution_blocker(recipe_.weights, recipe_.activations, recipe_.quantizer); !why.empty())
     throw_error(ErrorKind::kUnsupported, "recipe '{}' cannot run on the INT8 kernels: {}", recipe_.name, why);
-  if (!kernels::cpu_int8_gemm_available())
+  if (model.device().is_cpu() && !kernels::cpu_int8_gemm_available())
     throw_error(ErrorKind::kUnsupported, "INT8 execution needs oneDNN (libdnnl-dev); this build was configured without it");
+  // The kernels hold their int8 weights where the float ones were; a streamed block's are
+  // in host memory, so its layers would run on the CPU kernels with GPU inputs.
+  if (!model.device().is_cpu() && model.streams_blocks())
+    throw_error(ErrorKind::kUnsupported, "INT8 execution with block streaming runs on the CPU only; drop --stream-blocks/--max-gpu-memory "
+                                         "or use --exec fake on {}", model.device().str());
   std::size_t switched = 0;
   for (const LinearRef& ref : model.linears()) {
     const auto it = hook_->quantizers.find({ref.layer, ref.input_site});

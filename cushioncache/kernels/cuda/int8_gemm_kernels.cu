@@ -201,9 +201,10 @@ __global__ void weight_row_sums_kernel(const std::int8_t* __restrict__ w, std::i
   }
 }
 
-__global__ void scale_from_absmax_kernel(const float* absmax, float qmax, float* scale) {
-  // The same floor the CPU quantizer puts under a scale (quant/quantizer.cpp).
-  *scale = fmaxf(*absmax, 1e-8f) / qmax;
+__global__ void scale_from_absmax_kernel(const float* absmax, const unsigned* nan_count, float qmax, float* scale) {
+  // The floor params_for_range puts under a scale (quant/fake_quant.cpp), so an all-zero
+  // tensor quantizes as it does on the CPU.
+  *scale = nan_count != nullptr && *nan_count > 0 ? __int_as_float(0x7fc00000) : fmaxf(*absmax / qmax, 1e-10f);
 }
 
 int elementwise_grid(std::int64_t work) {
@@ -317,10 +318,10 @@ void weight_row_sums(const std::int8_t* w, std::int64_t n, std::int64_t k, std::
   check_cuda(cudaGetLastError(), "weight_row_sums: launch");
 }
 
-void scale_from_absmax(const float* absmax, int qmax, float* scale, Stream stream) {
+void scale_from_absmax(const float* absmax, const unsigned* nan_count, int qmax, float* scale, Stream stream) {
   if (absmax == nullptr || scale == nullptr) fail_invalid_argument("scale_from_absmax: a pointer is null");
   if (qmax <= 0) fail_invalid_argument("scale_from_absmax: qmax must be positive");
-  scale_from_absmax_kernel<<<1, 1, 0, stream>>>(absmax, static_cast<float>(qmax), scale);
+  scale_from_absmax_kernel<<<1, 1, 0, stream>>>(absmax, nan_count, static_cast<float>(qmax), scale);
   check_cuda(cudaGetLastError(), "scale_from_absmax: launch");
 }
 

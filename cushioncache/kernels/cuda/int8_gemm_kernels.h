@@ -45,9 +45,12 @@ enum class GemmBackend { kAuto, kTensorCore, kCublasLt };
 // computed once per weight.
 void weight_row_sums(const std::int8_t* w, std::int64_t n, std::int64_t k, std::int32_t* sums, Stream stream);
 
-// *scale = max(*absmax, tiny) / qmax on the device, so a dynamic (absmax) scale never
-// leaves the GPU; a zero tensor gets a tiny positive scale instead of a division by zero.
-void scale_from_absmax(const float* absmax, int qmax, float* scale, Stream stream);
+// *scale = max(*absmax / qmax, 1e-10) on the device (params_for_range's floor), so a
+// dynamic (absmax) scale never leaves the GPU and a zero tensor gets a tiny positive
+// scale instead of a division by zero.
+// With `nan_count` (absmax's count; may be null) above zero the scale is NaN, so the NaN
+// reaches the output instead of vanishing in the abs-max.
+void scale_from_absmax(const float* absmax, const unsigned* nan_count, int qmax, float* scale, Stream stream);
 
 // Why `problem` cannot run on `backend` (nullptr when it can): alignment, K a multiple of
 // 16 (of 4 for cuBLASLt), null pointers, missing row sums, asymmetric on cuBLASLt.
