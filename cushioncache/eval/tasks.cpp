@@ -11,6 +11,7 @@
 
 #include "cushioncache/core/data_dir.h"
 #include "cushioncache/core/error.h"
+#include "cushioncache/core/strings.h"
 #include "cushioncache/core/files.h"
 #include "cushioncache/io/json_file.h"
 
@@ -27,11 +28,6 @@ std::string strip(const std::string& s) {
   if (begin == std::string::npos) return "";
   const auto end = s.find_last_not_of(" \t\n\r\f\v");
   return s.substr(begin, end - begin + 1);
-}
-
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // A multiple-choice item whose choices all continue one context.

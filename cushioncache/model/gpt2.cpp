@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
+#include "cushioncache/core/strings.h"
 #include "cushioncache/io/json_file.h"
 
 namespace cushioncache {
@@ -14,10 +15,6 @@ namespace {
 using nlohmann::json;
 
 std::string layer_prefix(int layer) { return fmt::format("transformer.h.{}.", layer); }
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // transformers' configuration_gpt2.py.
 void parse_gpt2_config(const json& j, ModelConfig& c) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
+#include "cushioncache/core/strings.h"
 #include "cushioncache/core/files.h"
 #include "cushioncache/core/log.h"
 #include "cushioncache/core/memory_usage.h"
@@ -65,10 +66,8 @@ std::unique_ptr<CausalLM> build(const ModelConfig& config, const LoadOptions& op
 
 // Buffers older transformers versions saved with the weights; no model reads them.
 bool is_saved_buffer(const std::string& name) {
-  for (const char* buffer : {"rotary_emb.inv_freq", ".attn.bias", ".attn.masked_bias"}) {
-    const std::string b = buffer;
-    if (name.size() >= b.size() && name.compare(name.size() - b.size(), b.size(), b) == 0) return true;
-  }
+  for (const char* buffer : {"rotary_emb.inv_freq", ".attn.bias", ".attn.masked_bias"})
+    if (ends_with(name, buffer)) return true;
   return false;
 }
 

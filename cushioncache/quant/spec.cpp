@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cushioncache/core/error.h"
+#include "cushioncache/core/strings.h"
 #include "cushioncache/core/yaml_fields.h"
 
 namespace cushioncache {
@@ -21,8 +22,6 @@ std::vector<std::string> split(std::string_view text, char sep) {
     }
   return parts;
 }
-
-bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
 double number_after(const std::string& token, std::size_t skip, std::string_view whole) {
   try {

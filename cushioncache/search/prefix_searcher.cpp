@@ -63,19 +63,6 @@ SearchStep step_from_json(const nlohmann::json& j) {
   return s;
 }
 
-// The best (score, token) over the ranks: the lowest score, the lowest token among equal
-// scores (as on one process). Two collectives: a minimum cannot order pairs.
-std::pair<double, std::int64_t> share_incumbent(ProcessGroup& group, double score, std::int64_t token) {
-  constexpr double kNone = std::numeric_limits<double>::infinity();
-  at::Tensor best = at::tensor({score}, at::kDouble);
-  group.all_reduce(best, ReduceOp::kMin, "sharing the search's best score");
-  const double global = best.item<double>();
-  at::Tensor proposal = at::tensor({token >= 0 && score == global ? static_cast<double>(token) : kNone}, at::kDouble);
-  group.all_reduce(proposal, ReduceOp::kMin, "sharing the search's best token");
-  const double t = proposal.item<double>();
-  return {global, t == kNone ? -1 : static_cast<std::int64_t>(t)};
-}
-
 // Every rank's (token, score) list, `slots` entries at most each, on every rank: each
 // fills its own slice of a zeroed buffer and a sum puts the slices together.
 std::vector<std::pair<std::int64_t, double>> gather_scores(ProcessGroup& group, const std::vector<std::pair<std::int64_t, double>>& mine,
@@ -94,6 +81,19 @@ std::vector<std::pair<std::int64_t, double>> gather_scores(ProcessGroup& group, 
   for (std::int64_t r = 0; r < buffer.size(0); ++r)
     if (rows[r][0] == 1) all.emplace_back(static_cast<std::int64_t>(rows[r][1]), rows[r][2]);
   return all;
+}
+
+// The best (score, token) over the ranks: the lowest score, the lowest token among equal
+// scores (as on one process). One collective: every rank's pair reaches every rank, since
+// a minimum alone cannot order pairs.
+std::pair<double, std::int64_t> share_incumbent(ProcessGroup& group, double score, std::int64_t token) {
+  const auto all = gather_scores(group, {{token, score}}, 1);
+  double global = std::numeric_limits<double>::infinity();
+  for (const auto& [t, sc] : all) global = std::min(global, sc);
+  std::int64_t best = -1;
+  for (const auto& [t, sc] : all)
+    if (t >= 0 && sc == global && (best < 0 || t < best)) best = t;
+  return {global, best};
 }
 
 }  // namespace
