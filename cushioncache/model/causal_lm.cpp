@@ -78,6 +78,21 @@ at::Tensor CausalLM::at_site(int layer, Site site, at::Tensor x, const ForwardSt
   return x;
 }
 
+namespace {
+
+// kInvalidArgument when a position reaches past a learned position table. Without
+// padding the last position is S_past + T - 1; only a longer input pays for the exact
+// maximum (a device sync).
+void check_positions_fit(const ForwardState& state, std::int64_t max_positions) {
+  if (state.past_length + state.length <= max_positions) return;
+  const std::int64_t last = state.positions.max().item<std::int64_t>();
+  if (last >= max_positions)
+    throw_error(ErrorKind::kInvalidArgument, "position {} (prefix and text together) is beyond the model's max_position_embeddings {}",
+                last, max_positions);
+}
+
+}  // namespace
+
 ForwardState CausalLM::prepare(const at::Tensor& input_ids, const ForwardOptions& options) const {
   if (!input_ids.defined() || input_ids.dim() != 2)
     throw_error(ErrorKind::kInvalidArgument, "input_ids must be [batch, length], got {}",
@@ -155,6 +170,7 @@ ForwardState CausalLM::prepare(const at::Tensor& input_ids, const ForwardOptions
     if (s.past == nullptr) s.cache.tokens = s.input_ids;
     else if (s.past_tokens.defined()) s.cache.tokens = at::cat({s.past_tokens.expand({s.batch, s.past_length}), s.input_ids}, 1);
   }
+  if (config_.positions() == PositionKind::kLearned) check_positions_fit(s, config_.max_position_embeddings);
   prepare_positions(s);
   return s;
 }
@@ -250,16 +266,6 @@ at::Tensor CausalLM::attend(int layer, at::Tensor q, at::Tensor k, at::Tensor v,
   at::Tensor out = at::matmul(probs.view({B, Hkv, G * T, S}), v);  // [B, Hkv, G*T, D]
   out = out.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
   return at_site(layer, Site::kOProjInput, out, state);
-}
-
-void CausalLM::check_positions_fit(const ForwardState& state) const {
-  // Without padding the last position is S_past + T - 1; only a longer input pays for the
-  // exact maximum (a device sync).
-  if (state.past_length + state.length <= config_.max_position_embeddings) return;
-  const std::int64_t last = state.positions.max().item<std::int64_t>();
-  if (last >= config_.max_position_embeddings)
-    throw_error(ErrorKind::kInvalidArgument, "position {} (prefix and text together) is beyond the model's max_position_embeddings {}",
-                last, config_.max_position_embeddings);
 }
 
 ForwardOutput CausalLM::forward(const at::Tensor& input_ids, const ForwardOptions& options) {

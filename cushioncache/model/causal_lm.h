@@ -161,8 +161,9 @@ class CausalLM {
  protected:
   // Passes x through the registered hooks for (layer, site).
   at::Tensor at_site(int layer, Site site, at::Tensor x, const ForwardState& state) const;
-  // Family-specific per-forward data (e.g. rotary tables) once positions are known.
-  virtual void prepare_positions(ForwardState& state) const = 0;
+  // Family-specific per-forward data (e.g. rotary tables) once positions are known;
+  // nothing for families whose positions are a learned table.
+  virtual void prepare_positions(ForwardState& /*state*/) const {}
   // The family's block (what run_block runs, its weights wherever they are now).
   virtual at::Tensor compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const = 0;
   // Attention over the cached past and this input, the same for every family. q is
@@ -171,9 +172,6 @@ class CausalLM {
   // scores by `scale`, adds state.attn_bias and state.head_bias, and returns the input of
   // the output projection [B, T, heads * D].
   at::Tensor attend(int layer, at::Tensor q, at::Tensor k, at::Tensor v, ForwardState& state, double scale) const;
-  // kInvalidArgument when a position reaches past a learned position table.
-  void check_positions_fit(const ForwardState& state) const;
-
  private:
   friend class HookHandle;
   void remove_hook(std::uint64_t id);

@@ -134,8 +134,6 @@ Gpt2Model::Gpt2Model(ModelConfig config, const WeightSource& weights) : CausalLM
   lm_head_.weight = c.tie_word_embeddings ? wte_ : take("lm_head.weight");
 }
 
-void Gpt2Model::prepare_positions(ForwardState& state) const { check_positions_fit(state); }
-
 at::Tensor Gpt2Model::embed(const at::Tensor& input_ids, const ForwardState& state) const {
   // A prefix of length P moves the text to positions P, P + 1, ... (state.positions).
   return at::embedding(wte_, input_ids) + at::embedding(wpe_, state.positions);

@@ -41,7 +41,6 @@ class Gpt2Model : public CausalLM {
   static bool is_conv1d_weight(const std::string& name);
 
  protected:
-  void prepare_positions(ForwardState& state) const override;
   at::Tensor compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const override;
 
  private:

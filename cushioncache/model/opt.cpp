@@ -131,8 +131,6 @@ OptModel::OptModel(ModelConfig config, const WeightSource& weights) : CausalLM(s
   lm_head_.weight = c.tie_word_embeddings ? embed_tokens_ : take("lm_head.weight");
 }
 
-void OptModel::prepare_positions(ForwardState& state) const { check_positions_fit(state); }
-
 at::Tensor OptModel::embed(const at::Tensor& input_ids, const ForwardState& state) const {
   at::Tensor x = at::embedding(embed_tokens_, input_ids);
   if (project_in_.weight.defined()) x = project_in_(x);

@@ -40,7 +40,6 @@ class OptModel : public CausalLM {
   static constexpr std::int64_t kPositionOffset = 2;
 
  protected:
-  void prepare_positions(ForwardState& state) const override;
   at::Tensor compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const override;
 
  private:
