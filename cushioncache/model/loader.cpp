@@ -186,19 +186,19 @@ std::unique_ptr<CausalLM> load_model(const fs::path& path, const LoadOptions& op
 }
 
 void save_hf_model(CausalLM& model, const fs::path& folder) {
+  ModelConfig config = model.config();
+  config.checkpoint_dtype = model.dtype();
+  const ModelFamily& family = model_family(config.model_type);
+  // Checked before anything is created: an INT8 model leaves no half-written folder.
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (auto& [name, tensor] : model.named_weights()) {
     if (!at::isFloatingType(tensor->scalar_type()))
       throw_error(ErrorKind::kUnsupported, "{}: tensor '{}' is {} (the model runs on INT8 kernels); save the float model instead",
                   folder.string(), name, c10::toString(tensor->scalar_type()));
+    tensors.emplace_back(name, family.checkpoint_layout != nullptr ? family.checkpoint_layout(name, *tensor) : *tensor);
   }
   fs::create_directories(folder);
-  ModelConfig config = model.config();
-  config.checkpoint_dtype = model.dtype();
   const std::string config_text = to_hf_config(config).dump(2) + "\n";
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  const ModelFamily& family = model_family(config.model_type);
-  for (auto& [name, tensor] : model.named_weights())
-    tensors.emplace_back(name, family.checkpoint_layout != nullptr ? family.checkpoint_layout(name, *tensor) : *tensor);
   write_safetensors(folder / "model.safetensors", tensors, {{"format", "pt"}});
   write_file_atomically(folder / "config.json", [&](std::ostream& out) { out << config_text; });
 }
