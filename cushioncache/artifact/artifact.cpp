@@ -59,12 +59,7 @@ void save_artifact(const Artifact& a, const std::filesystem::path& path) {
 Artifact load_artifact(const std::filesystem::path& path) {
   const SafetensorsFile file = SafetensorsFile::open(path);
   return with_context(path.string(), [&] {
-    const auto& meta = file.metadata();
-    auto field = [&](const char* key) {
-      auto it = meta.find(key);
-      if (it == meta.end()) throw_error(ErrorKind::kCorruptInput, "not a CushionCache artifact: metadata '{}' is missing", key);
-      return it->second;
-    };
+    auto field = [&](const char* key) { return file.required_metadata(key, "CushionCache artifact"); };
     if (field("format") != kFormat) throw_error(ErrorKind::kCorruptInput, "not a CushionCache artifact (format '{}')", field("format"));
     if (field("version") != std::to_string(kVersion))
       throw_error(ErrorKind::kUnsupported, "artifact version {} (this build reads {})", field("version"), kVersion);

@@ -165,6 +165,12 @@ const SafetensorsEntry& SafetensorsFile::entry(const std::string& name) const {
   return it->second;
 }
 
+const std::string& SafetensorsFile::required_metadata(const std::string& key, std::string_view what) const {
+  const auto it = metadata_.find(key);
+  if (it == metadata_.end()) throw_error(ErrorKind::kCorruptInput, "not a {}: its metadata has no '{}'", what, key);
+  return it->second;
+}
+
 at::Tensor SafetensorsFile::load(const std::string& name) const {
   const SafetensorsEntry& e = entry(name);
   const DtypeInfo* info = find_dtype(e.dtype);

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -38,6 +39,9 @@ class SafetensorsFile {
   bool contains(const std::string& name) const;
   const SafetensorsEntry& entry(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // The metadata value under `key`; kCorruptInput "not a <what>: ..." when it is absent
+  // (files of our own formats: artifacts, tuning checkpoints).
+  const std::string& required_metadata(const std::string& key, std::string_view what) const;
 
   // A CPU tensor owning a copy of the stored data, in the stored dtype. Throws
   // kUnsupported for dtypes this LibTorch cannot represent (e.g. float8 on 1.13).

@@ -130,11 +130,7 @@ TuningResult QuantAwarePrefixTuner::tune(const KVCache& initial, bool resume) {
   if (resume && !options_.checkpoint_file.empty() && std::filesystem::exists(options_.checkpoint_file)) {
     const SafetensorsFile ckpt = SafetensorsFile::open(options_.checkpoint_file);
     with_context(options_.checkpoint_file, [&] {
-      auto metadata = [&](const std::string& key) -> const std::string& {
-        const auto it = ckpt.metadata().find(key);
-        if (it == ckpt.metadata().end()) throw_error(ErrorKind::kCorruptInput, "not a tuning checkpoint: no '{}' in its metadata", key);
-        return it->second;
-      };
+      auto metadata = [&](const std::string& key) -> const std::string& { return ckpt.required_metadata(key, "tuning checkpoint"); };
       if (metadata("options") != to_json(options_).dump())
         throw_error(ErrorKind::kMismatch, "the checkpoint was made with other tuning settings");
       auto params = parameters(prefix);
