@@ -14,6 +14,8 @@
 #include "cushioncache/model/identity.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/quant/calibration.h"
+#include "cushioncache/quant/fake_quant.h"
+#include "cushioncache/quant/int8_linear.h"
 #include "cushioncache/quant/quantize_model.h"
 #include "cushioncache/quant/quantizer.h"
 #include "cushioncache/quant/recipe.h"
@@ -458,4 +460,33 @@ TEST_CASE("INT8 execution computes what fake quantization computes", "[quant][in
   auto model = cc::load_model(files->bin);
   cc::QuantizedModel per_token(*model, cc::load_recipe("w8a8-per-token-dynamic"), nullptr);
   cc::testing::expect_error([&] { per_token.execute_int8(*model); }, cc::ErrorKind::kUnsupported, {"per-token", "INT8"});
+}
+
+TEST_CASE("INT8 execution takes a bfloat16 model's fake-quantized weights", "[quant][int8]") {
+  // On a GPU models run in bfloat16, so the fake-quantized weight is int8 x scale rounded
+  // to bfloat16 (8 significant bits): the layer quantizes it anew, and computes what the
+  // float32 fake-quantized layer computes up to that rounding.
+  if (!cc::kernels::cpu_int8_gemm_available()) {
+    cc::testing::skip_test("this build has no oneDNN (install libdnnl-dev and reconfigure)");
+    return;
+  }
+  at::manual_seed(5);
+  const cc::QuantSpec weight_spec = cc::parse_quant_spec("w8-per-channel-sym", cc::QuantRole::kWeight);
+  const cc::QuantSpec input_spec = cc::parse_quant_spec("a8-per-tensor-dynamic-sym", cc::QuantRole::kActivation);
+  const at::Tensor w = at::randn({48, 64}) * 0.05;
+  const at::Tensor w_fq = cc::fake_quantize(w, cc::params_for_range(w.amin(1, true), w.amax(1, true), weight_spec));
+  const at::Tensor w_bf16 = w_fq.to(at::kBFloat16);
+  REQUIRE_FALSE(at::equal(w_bf16.to(at::kFloat), w_fq));  // the rounding this case is about
+  const cc::Int8LinearKernel from_float(w_fq, at::Tensor(), weight_spec, input_spec, std::nullopt);
+  const cc::Int8LinearKernel from_bf16(w_bf16, at::Tensor(), weight_spec, input_spec, std::nullopt);
+  // At most one int8 step apart, and rarely that.
+  const at::Tensor steps = (from_bf16.int8_weight().to(at::kInt) - from_float.int8_weight().to(at::kInt)).abs();
+  CHECK(steps.max().item<int>() <= 1);
+  CHECK(steps.sum().item<int>() <= steps.numel() / 20);
+  const at::Tensor x = at::randn({2, 9, 64});
+  const at::Tensor expected = from_float.forward(x);
+  CHECK(cc::testing::max_abs_diff(from_bf16.forward(x), expected) <= 2e-2 * expected.abs().max().item<double>());
+  // A float32 weight that is not int8 x scale is still refused, by name.
+  cc::testing::expect_error([&] { cc::Int8LinearKernel(w, at::Tensor(), weight_spec, input_spec, std::nullopt); },
+                            cc::ErrorKind::kInvalidArgument, {"not fake-quantized"});
 }
