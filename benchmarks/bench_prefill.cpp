@@ -12,6 +12,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>  // c10::NoGradGuard: ATen.h no longer brings it in PyTorch 2.x
 #include <CLI/CLI.hpp>
 
 #include "cushioncache/core/allocator.h"

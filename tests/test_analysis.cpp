@@ -137,6 +137,9 @@ TEST_CASE("a SmoothQuant-folded model keeps the prefix invariant with the adapte
   smooth_only.weights = cc::parse_quant_spec("off", cc::QuantRole::kWeight);
   smooth_only.activations = cc::parse_quant_spec("off", cc::QuantRole::kActivation);
   smooth_only.smoothquant = cc::SmoothQuantOptions{};
+  // All four sites: only o_proj's scale, folded into v_proj's rows, changes the cached
+  // values this test is about (SmoothQuant's own sites, the default, leave them as they are).
+  smooth_only.smoothquant->sites = cc::smoothquant_all_sites();
   smooth_only.calibration.samples = 4;
   smooth_only.calibration.seq_len = 64;
   const auto calibration = cc::build_calibration_set(*f->tokenizer, smooth_only.calibration, 512, cc::BosPolicy::kNo);

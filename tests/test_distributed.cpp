@@ -141,3 +141,35 @@ TEST_CASE("each rank of a machine takes the GPU its LOCAL_RANK names", "[distrib
     cc::testing::expect_error([] { cc::device_for_rank(c10::Device("cuda")); }, cc::ErrorKind::kInvalidConfig, {"LOCAL_RANK='two'"});
   }
 }
+
+TEST_CASE("a distributed backend this build or machine cannot run is refused before joining, naming why", "[distributed]") {
+  // Set for the test only: a two-rank job whose rendezvous nobody serves, so a backend
+  // that tried to join would wait out the timeout instead of failing at once.
+  struct Environment {
+    Environment() {
+      setenv("WORLD_SIZE", "2", 1);
+      setenv("RANK", "1", 1);
+      setenv("MASTER_PORT", "1", 1);
+    }
+    ~Environment() {
+      unsetenv("WORLD_SIZE");
+      unsetenv("RANK");
+      unsetenv("MASTER_PORT");
+    }
+  };
+  const Environment two_ranks;
+  const auto join = [](cc::DistBackend backend, const char* device) {
+    return [=] { cc::process_group_from_environment(std::chrono::seconds(1), backend, c10::Device(device)); };
+  };
+  CHECK(cc::parse_dist_backend("nccl") == cc::DistBackend::kNccl);
+  cc::testing::expect_error([] { cc::parse_dist_backend("mpi"); }, cc::ErrorKind::kInvalidArgument, {"'mpi'", "auto, gloo or nccl"});
+  // NCCL reduces GPU memory: a CPU rank cannot use it, whatever the build.
+  cc::testing::expect_error(join(cc::DistBackend::kNccl, "cpu"), cc::ErrorKind::kUnsupported,
+                            {"over nccl", cc::nccl_available() ? "this rank's device is cpu" : "needs a CUDA-enabled LibTorch"});
+  if (!cc::nccl_available() || !at::hasCUDA())
+    cc::testing::expect_error(join(cc::DistBackend::kNccl, "cuda"), cc::ErrorKind::kUnsupported,
+                              {"over nccl", cc::nccl_available() ? "has none visible" : "needs a CUDA-enabled LibTorch"});
+  if (!cc::gloo_available())
+    cc::testing::expect_error(join(cc::DistBackend::kAuto, "cpu"), cc::ErrorKind::kUnsupported, {"over gloo", "no Gloo process group"});
+  CHECK(cc::multi_process_available() == (cc::gloo_available() || cc::nccl_available()));
+}

@@ -3,14 +3,17 @@
 // real stories260K model.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <fstream>
+#include <set>
 
 #include "cushioncache/core/files.h"
 #include "cushioncache/io/corpus.h"
 #include "cushioncache/kernels/int8_gemm.h"
 #include "cushioncache/eval/perplexity.h"
+#include "cushioncache/model/family.h"
 #include "cushioncache/model/identity.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/quant/calibration.h"
@@ -235,7 +238,15 @@ TEST_CASE("quantization specs and recipes are checked, by name and line", "[quan
   cc::testing::expect_error([&] { cc::parse_quant_spec("w8-per-channel-static", cc::QuantRole::kWeight); }, K::kInvalidConfig,
                             {"weights are quantized once"});
 
-  CHECK(cc::preset_names().size() == 6);
+  // The paper's six, then sq-o3-all, sq-o2-all, sq-o1-all: SmoothQuant on all four linear
+  // inputs, which sq-o* meant before they followed SmoothQuant's own sites (issue 23).
+  CHECK(cc::preset_names().size() == 9);
+  CHECK(cc::load_recipe("sq-o3").smoothquant->sites_name() == "norm");
+  CHECK(cc::load_recipe("sq-o2-all").smoothquant->sites_name() == "all");
+  CHECK(cc::to_json(cc::load_recipe("sq-o1")).at("smoothquant").at("sites") == "norm");
+  CHECK(cc::to_json(cc::load_recipe("sq-o3-all")).at("smoothquant").at("sites") == "all");
+  CHECK(cc::load_recipe("sq-o3").calibration.weights == cc::CalibrationWeights::kFloat);
+  CHECK(cc::load_recipe("sq-o3").calibration.include_bos);
   CHECK(cc::load_recipe("sq-o1").smoothquant.has_value());
   CHECK(cc::load_recipe("w8a8-per-tensor-static").needs_calibration());
   CHECK_FALSE(cc::load_recipe("w8a8-per-token-dynamic").needs_calibration());
@@ -257,8 +268,27 @@ TEST_CASE("quantization specs and recipes are checked, by name and line", "[quan
   CHECK(r.weights.to_string() == "w4-per-group64-sym");
   CHECK(r.activations.to_string() == "a8-per-channel-static-asym-pct99.9");
   CHECK(r.smoothquant->sites.size() == 2);
+  CHECK(r.smoothquant->sites_name() == "norm");  // the same sites as a list
   CHECK(r.kv_cache);
   CHECK(r.calibration.samples == 4);
+  const cc::QuantRecipe all = cc::load_recipe(yaml(
+      "activations: a8-per-tensor-static\n"
+      "smoothquant: {sites: all}\n"
+      "calibration: {include_bos: false, weights: quantized}\n"));
+  CHECK((all.smoothquant->sites == std::vector<cc::Site>{cc::Site::kAttnInput, cc::Site::kOProjInput, cc::Site::kMlpInput,
+                                                         cc::Site::kDownProjInput}));
+  CHECK_FALSE(all.calibration.include_bos);
+  CHECK(all.calibration.weights == cc::CalibrationWeights::kQuantized);
+  CHECK(cc::to_json(all).at("calibration").at("weights") == "quantized");
+  CHECK(cc::to_json(all).at("calibration").at("include_bos") == false);
+  CHECK((cc::load_recipe(yaml("smoothquant: {sites: norm}\n")).smoothquant->sites == cc::smoothquant_norm_sites()));
+  CHECK(cc::load_recipe(yaml("smoothquant: {sites: [o_proj_input]}\n")).smoothquant->sites_name() == "custom");
+  cc::testing::expect_error([&] { cc::load_recipe(yaml("smoothquant: {sites: every}\n")); }, K::kInvalidConfig,
+                            {"r.yaml:1", "smoothquant.sites", "norm, all or a list", "every"});
+  cc::testing::expect_error([&] { cc::load_recipe(yaml("calibration: {weights: int8}\n")); }, K::kInvalidConfig,
+                            {"r.yaml:1", "calibration.weights", "float or quantized", "int8"});
+  cc::testing::expect_error([&] { cc::load_recipe(yaml("calibration: {include_bos: maybe}\n")); }, K::kInvalidConfig,
+                            {"r.yaml:1", "calibration.include_bos"});
   cc::testing::expect_error([&] { cc::load_recipe(yaml("weights: w8-per-channel\nactivatons: a8-per-token\n")); }, K::kInvalidConfig,
                             {"r.yaml:2", "unknown key 'activatons'"});
   cc::testing::expect_error([&] { cc::load_recipe(yaml("activations: {bits: eight}\n")); }, K::kInvalidConfig,
@@ -289,7 +319,9 @@ TEST_CASE("SmoothQuant folding leaves the float model's function unchanged", "[q
   }
   const at::Tensor ids = at::randint(97, {2, 16}, gen, at::kLong);
   const at::Tensor before = model->forward(ids).logits;
-  const auto absmax = cc::collect_channel_absmax(*model, calibration, nullptr, cc::SmoothQuantOptions{}.sites);
+  // All four sites (sq-o*-all): the fold of o_proj's scale through v_proj under grouped-
+  // query attention is what this test is for, and SmoothQuant's own sites leave it out.
+  const auto absmax = cc::collect_channel_absmax(*model, calibration, nullptr, cc::smoothquant_all_sites());
   CHECK(absmax.size() == 2 * 4);
   const auto scales = cc::apply_smoothquant(*model, absmax, 0.8);
   const at::Tensor after = model->forward(ids).logits;
@@ -303,6 +335,211 @@ TEST_CASE("SmoothQuant folding leaves the float model's function unchanged", "[q
   const at::Tensor s = scales.at({1, cc::Site::kOProjInput}).view({4, 8});  // [heads, head_dim]
   CHECK(at::equal(s[0], s[1]));
   CHECK(at::equal(s[2], s[3]));
+}
+
+namespace {
+
+// Every block tensor (by its Hugging Face name) whose value a recipe changed: which
+// producers and consumers SmoothQuant folded into, seen from outside.
+std::set<std::string> changed_weights(cc::CausalLM& model, const cc::QuantRecipe& recipe, const cc::CalibrationSet& calibration) {
+  std::map<std::string, at::Tensor> before;
+  for (const auto& [name, t] : model.named_weights()) before[name] = t->clone();
+  cc::QuantizedModel q(model, recipe, &calibration);
+  std::set<std::string> changed;
+  for (const auto& [name, t] : model.named_weights())
+    if (!at::equal(before.at(name), *t)) changed.insert(name);
+  return changed;
+}
+
+cc::CalibrationSet random_calibration(std::int64_t vocab, std::uint64_t seed, std::int64_t sequences = 4, std::int64_t length = 16) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  cc::CalibrationSet calibration;
+  for (std::int64_t i = 0; i < sequences; ++i) {
+    at::Tensor t = at::randint(vocab, {length}, gen, at::kLong);
+    calibration.sequences.emplace_back(t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + length);
+  }
+  return calibration;
+}
+
+}  // namespace
+
+TEST_CASE("sq-o3 smooths exactly SmoothQuant's sites in every family, sq-o3-all also o_proj's and down_proj's inputs",
+          "[quant][smoothquant]") {
+  // The expectations are SmoothQuant's own list (smooth_lm in mit-han-lab/smoothquant,
+  // smoothquant/smooth.py), by Hugging Face name within a block: the norm before q/k/v
+  // and the norm before the MLP's first projection are divided, the projections they
+  // feed multiplied. "all" adds o_proj's input (folded into v_proj's rows and bias) and
+  // down_proj's (into up_proj's / fc1's rows) where the activation between allows it
+  // (ReLU and SwiGLU's product do, GELU does not).
+  struct Case {
+    std::string family;
+    cc::ModelConfig config;
+    std::vector<std::string> reference, all_adds;
+  };
+  cc::ModelConfig mistral = cc::testing::tiny_llama_config(false), qwen2 = cc::testing::tiny_llama_config(false);
+  mistral.model_type = "mistral";
+  qwen2.model_type = "qwen2";
+  qwen2.attention_bias = true;
+  const std::vector<std::string> llama_reference = {"input_layernorm.weight",          "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                                    "self_attn.v_proj.weight",         "post_attention_layernorm.weight",
+                                                    "mlp.gate_proj.weight",            "mlp.up_proj.weight"};
+  const std::vector<std::string> opt_reference = {"self_attn_layer_norm.weight", "self_attn_layer_norm.bias", "self_attn.q_proj.weight",
+                                                  "self_attn.k_proj.weight",     "self_attn.v_proj.weight",   "final_layer_norm.weight",
+                                                  "final_layer_norm.bias",       "fc1.weight"};
+  const std::vector<Case> cases = {
+      {"llama", cc::testing::tiny_llama_config(false), llama_reference, {"self_attn.o_proj.weight", "mlp.down_proj.weight"}},
+      {"mistral", mistral, llama_reference, {"self_attn.o_proj.weight", "mlp.down_proj.weight"}},
+      {"qwen2", qwen2, llama_reference, {"self_attn.o_proj.weight", "self_attn.v_proj.bias", "mlp.down_proj.weight"}},
+      {"opt", cc::testing::tiny_family_config("opt"), opt_reference,
+       {"self_attn.out_proj.weight", "self_attn.v_proj.bias", "fc2.weight", "fc1.bias"}},
+      // Post-norm OPT (opt-350m): its norms sit after the residual adds, so no norm feeds
+      // q/k/v or fc1 alone and nothing can be folded. SmoothQuant's smooth_lm would divide
+      // these gains anyway, changing the function; its OPT port notes it works only for
+      // pre-norm OPT. So sq-o3 leaves opt-350m as it is.
+      {"opt-350m", cc::testing::tiny_family_config("opt-350m"), {},
+       {"self_attn.out_proj.weight", "self_attn.v_proj.weight", "self_attn.v_proj.bias", "fc2.weight", "fc1.weight", "fc1.bias"}},
+      {"bloom", cc::testing::tiny_family_config("bloom"),
+       {"input_layernorm.weight", "input_layernorm.bias", "self_attention.query_key_value.weight", "post_attention_layernorm.weight",
+        "post_attention_layernorm.bias", "mlp.dense_h_to_4h.weight"},
+       {"self_attention.dense.weight", "self_attention.query_key_value.bias"}},
+      // GPT-2 is not in smooth_lm; its equivalents: c_attn after ln_1, c_fc after ln_2.
+      {"gpt2", cc::testing::tiny_family_config("gpt2"),
+       {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight"},
+       {"attn.c_proj.weight", "attn.c_attn.bias"}},
+  };
+  for (const Case& c : cases) {
+    DYNAMIC_SECTION(c.family) {
+      const cc::HfWeights weights = cc::testing::random_weights(c.config, 11);
+      const cc::CalibrationSet calibration = random_calibration(c.config.vocab_size, 12);
+      const std::string layer_prefix = cc::model_family(c.config.model_type).layer_prefix;
+      auto expected = [&](const std::vector<std::string>& a, const std::vector<std::string>& b) {
+        std::set<std::string> names;
+        for (int l = 0; l < c.config.num_layers; ++l)
+          for (const auto* list : {&a, &b})
+            for (const auto& suffix : *list) names.insert(layer_prefix + std::to_string(l) + "." + suffix);
+        return names;
+      };
+      for (const char* preset : {"sq-o3", "sq-o3-all"}) {
+        // Only the smoothing changes weights: quantization off.
+        cc::QuantRecipe recipe = cc::load_recipe(preset);
+        recipe.weights = cc::parse_quant_spec("off", cc::QuantRole::kWeight);
+        recipe.activations = cc::parse_quant_spec("off", cc::QuantRole::kActivation);
+        auto model = cc::build_model(weights);
+        const std::set<std::string> changed = changed_weights(*model, recipe, calibration);
+        INFO(preset);
+        CHECK(changed == (std::string(preset) == "sq-o3" ? expected(c.reference, {}) : expected(c.reference, c.all_adds)));
+      }
+    }
+  }
+}
+
+namespace {
+
+// min and max per (layer, linear-input site) over the positions from `skip` on.
+struct RangeRecorder : cc::ActivationHook {
+  std::int64_t skip = 0;
+  std::map<std::string, double> ranges;  // "layers.<l>.<site>.min" / ".max"
+  at::Tensor on_activation(const cc::SiteContext& ctx, const at::Tensor& x) override {
+    if (ctx.site != cc::Site::kAttnInput && ctx.site != cc::Site::kOProjInput && ctx.site != cc::Site::kMlpInput &&
+        ctx.site != cc::Site::kDownProjInput)
+      return x;
+    const at::Tensor counted = x.narrow(1, skip, x.size(1) - skip);
+    const std::string key = "layers." + std::to_string(ctx.layer) + "." + cc::site_name(ctx.site);
+    const double lo = counted.min().item<double>(), hi = counted.max().item<double>();
+    auto [lo_it, new_lo] = ranges.emplace(key + ".min", lo);
+    if (!new_lo) lo_it->second = std::min(lo_it->second, lo);
+    auto [hi_it, new_hi] = ranges.emplace(key + ".max", hi);
+    if (!new_hi) hi_it->second = std::max(hi_it->second, hi);
+    return x;
+  }
+};
+
+std::map<std::string, double> recorded_ranges(cc::CausalLM& model, const cc::CalibrationSet& calibration, std::int64_t skip) {
+  auto recorder = std::make_shared<RangeRecorder>();
+  recorder->skip = skip;
+  cc::HookHandle handle = model.add_hook(recorder);
+  std::vector<at::Tensor> rows;
+  for (const auto& s : calibration.sequences) rows.push_back(at::tensor(s, at::kLong));
+  c10::NoGradGuard no_grad;
+  (void)model.forward(at::stack(rows));
+  return recorder->ranges;
+}
+
+double worst_relative_gap(const std::map<std::string, at::Tensor>& ranges, const std::map<std::string, double>& expected) {
+  REQUIRE(ranges.size() == expected.size());
+  double worst = 0;
+  for (const auto& [key, value] : expected) {
+    const double got = ranges.at(key).item<double>();
+    worst = std::max(worst, std::abs(got - value) / std::max(std::abs(value), 1e-6));
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("static ranges are observed with float weights unless the recipe says quantized", "[quant]") {
+  const cc::HfWeights weights = cc::testing::random_weights(cc::testing::tiny_llama_config(false), 31);
+  const cc::CalibrationSet calibration = random_calibration(97, 32);
+  cc::QuantRecipe recipe = cc::load_recipe("w8a8-per-tensor-static");
+  REQUIRE(recipe.calibration.weights == cc::CalibrationWeights::kFloat);
+
+  // The float model's own activations, recorded by a plain hook.
+  auto float_model = cc::build_model(weights);
+  const auto float_expected = recorded_ranges(*float_model, calibration, 0);
+  // The same with every linear's weight replaced by the float64 reference quantization.
+  auto reference_model = cc::build_model(weights);
+  const cc::QuantSpec w8 = cc::parse_quant_spec("w8-per-channel-sym", cc::QuantRole::kWeight);
+  for (const cc::LinearRef& ref : reference_model->linears())
+    ref.linear->weight = reference(ref.linear->weight, w8).to(at::kFloat);
+  const auto quantized_expected = recorded_ranges(*reference_model, calibration, 0);
+
+  auto model = cc::build_model(weights);
+  cc::QuantizedModel observed_float(*model, recipe, &calibration);
+  const auto float_ranges = observed_float.ranges();
+  CHECK(worst_relative_gap(float_ranges, float_expected) < 1e-6);
+
+  recipe.calibration.weights = cc::CalibrationWeights::kQuantized;
+  auto other = cc::build_model(weights);
+  cc::QuantizedModel observed_quantized(*other, recipe, &calibration);
+  const auto quantized_ranges = observed_quantized.ranges();
+  CHECK(worst_relative_gap(quantized_ranges, quantized_expected) < 1e-5);
+  // The orders really differ (by the weights' rounding), except before the first linear.
+  CHECK(worst_relative_gap(quantized_ranges, float_expected) > 1e-4);
+  CHECK(quantized_ranges.at("layers.0.attn_input.max").item<double>() == float_ranges.at("layers.0.attn_input.max").item<double>());
+  // Either way the weights end up quantized.
+  for (auto* m : {model.get(), other.get()}) {
+    const at::Tensor w = m->linears().front().linear->weight;
+    CHECK(max_abs_diff(w, reference(w, w8).to(at::kFloat)) < 1e-6);
+  }
+}
+
+TEST_CASE("calibration.include_bos: the leading BOS runs but counts toward no range", "[quant]") {
+  cc::HfWeights weights = cc::testing::random_weights(cc::testing::tiny_llama_config(false), 41);
+  // BOS gets a massive activation of its own, as in LLaMA-class models: its embedding is
+  // one channel, which the norm turns into sqrt(hidden) ~ 5.7 there, beyond any other
+  // token's normed values (a standard normal's largest of ~2000 draws is ~3.5).
+  at::Tensor& embed = weights.tensors.at("model.embed_tokens.weight");
+  embed[1].zero_();
+  embed[1][3] = 100.0;
+  cc::CalibrationSet calibration = random_calibration(97, 42);
+  for (auto& s : calibration.sequences) s[0] = 1;  // BOS first, as build_calibration_set puts it
+  cc::QuantRecipe recipe = cc::load_recipe("w8a8-per-tensor-static");
+
+  auto reference_model = cc::build_model(weights);
+  const auto all_positions = recorded_ranges(*reference_model, calibration, 0);
+  // The text after BOS, still read behind BOS: the forward pass is the same, position 0 is
+  // just not counted.
+  const auto after_bos = recorded_ranges(*reference_model, calibration, 1);
+
+  auto counted = cc::build_model(weights);
+  cc::QuantizedModel with_bos(*counted, recipe, &calibration);
+  CHECK(worst_relative_gap(with_bos.ranges(), all_positions) < 1e-6);
+
+  calibration.uncounted_leading = 1;  // what build_calibration_set sets for include_bos: false
+  auto uncounted = cc::build_model(weights);
+  cc::QuantizedModel without_bos(*uncounted, recipe, &calibration);
+  CHECK(worst_relative_gap(without_bos.ranges(), after_bos) < 1e-6);
+  CHECK(worst_relative_gap(without_bos.ranges(), all_positions) > 1e-3);  // BOS's activations did count before
 }
 
 namespace {
@@ -347,6 +584,16 @@ TEST_CASE("static ranges calibrate on real data and restore exactly", "[quant]")
   CHECK(calibration.sequences[0][0] == 1);  // BOS first
   // Same seed, same windows.
   CHECK(cc::build_calibration_set(*tokenizer, recipe.calibration, 512, cc::BosPolicy::kAuto).sequences == calibration.sequences);
+  CHECK(calibration.uncounted_leading == 0);
+  // include_bos: false keeps the windows, BOS included, and marks it uncounted.
+  cc::CalibrationOptions no_bos = recipe.calibration;
+  no_bos.include_bos = false;
+  const cc::CalibrationSet uncounted = cc::build_calibration_set(*tokenizer, no_bos, 512, cc::BosPolicy::kAuto);
+  CHECK(uncounted.sequences == calibration.sequences);
+  CHECK(uncounted.uncounted_leading == 1);
+  CHECK(uncounted.description.find("BOS first, not counted") != std::string::npos);
+  // Behind a prefix the windows hold no BOS: nothing to leave out.
+  CHECK(cc::build_calibration_set(*tokenizer, no_bos, 512, cc::BosPolicy::kNo).uncounted_leading == 0);
 
   const at::Tensor ids = at::tensor(tokenizer->encode("Once upon a time there was a cat.", cc::BosPolicy::kYes), at::kLong).unsqueeze(0);
   std::map<std::string, at::Tensor> ranges;

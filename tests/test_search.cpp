@@ -1,12 +1,17 @@
 // The prefix search: pruning selects exactly what exhaustive search selects, on the real
-// stories260K model and on it with a planted sink; the planted sink token is found; and a
-// search stopped midway resumes to the same result.
+// stories260K model, on it with a planted sink and on SmolLM2; the planted sink token is
+// found; a search stopped midway resumes to the same result; and the staged forward the
+// search runs (enter_block, then run_block) is the plain forward.
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
+#include <c10/core/GradMode.h>
+#include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 
 #include "cushioncache/analysis/planted_sink.h"
+#include "cushioncache/core/data_dir.h"
 #include "cushioncache/core/files.h"
 #include "cushioncache/core/memory_usage.h"
 #include "cushioncache/model/loader.h"
@@ -69,6 +74,73 @@ TEST_CASE("pruned search scores the same winner as exhaustive search", "[search]
       if (planted) CHECK(full.best_token == kSinkToken);
     }
   }
+}
+
+TEST_CASE("pruned search on SmolLM2 picks the token and the scores of exhaustive search", "[search][model]") {
+  const auto path = cc::model_dir() / "SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(path)) {
+    cc::testing::skip_test(path.string() + " not found (set CC_MODEL_DIR; scripts/fetch_models.sh)");
+    return;
+  }
+  auto model = cc::load_model(path);
+  auto tokenizer = cc::load_tokenizer(path);
+  const auto text = tokenizer->encode("The quick brown fox jumps over the lazy dog.\nIt was a sunny day, and the children were playing outside.",
+                                      cc::BosPolicy::kNo);
+  cc::SearchOptions options;
+  options.seed_prefix = {*tokenizer->bos_id()};
+  options.max_length = 2;
+  options.text_tokens = static_cast<std::int64_t>(text.size());
+  // The text's own tokens and a few delimiters: the tokens most likely to take the sink role.
+  options.candidates = text;
+  for (const char* d : {".", ",", "\n", "\n\n", ":", "!"})
+    for (auto t : tokenizer->encode(d, cc::BosPolicy::kNo)) options.candidates.push_back(t);
+  // tau = 1: every candidate that lowers L(prefix) may be chosen, so the bound is the best
+  // complete score (the incumbent), not the threshold, and the best token must come out.
+  options.tau = 1.0;
+  cc::SearchOptions exhaustive = options;
+  exhaustive.prune = false;
+  exhaustive.batch_size = 4;
+  cc::PrefixSearcher a(*model, *tokenizer, exhaustive), b(*model, *tokenizer, options);
+  const cc::SearchStep full = a.score_step(options.seed_prefix, text);
+  const cc::SearchStep fast = b.score_step(options.seed_prefix, text);
+  REQUIRE(full.best_token >= 0);
+  CHECK(fast.best_token == full.best_token);
+  CHECK(fast.best_score == Approx(full.best_score).epsilon(1e-9));
+  CHECK(fast.prefix_score == Approx(full.prefix_score).epsilon(1e-12));
+  CHECK(full.blocks_evaluated == full.blocks_exhaustive);
+  CHECK(fast.blocks_evaluated < full.blocks_evaluated);
+  // Every score pruning completed is the exhaustive score of that token.
+  std::map<std::int64_t, double> exact(full.top.begin(), full.top.end());
+  REQUIRE(exact.size() == static_cast<std::size_t>(full.candidates));
+  for (const auto& [token, score] : fast.top) CHECK(score == Approx(exact.at(token)).epsilon(1e-9));
+}
+
+TEST_CASE("enter_block then run_block is the plain forward, each block input reported once", "[search][model]") {
+  auto s = stories();
+  if (!s) return;
+  struct CountInputs : cc::ActivationHook {
+    std::vector<int> seen;
+    at::Tensor on_activation(const cc::SiteContext& ctx, const at::Tensor& x) override {
+      if (ctx.site == cc::Site::kBlockInput) seen.push_back(ctx.layer);
+      return ctx.site == cc::Site::kBlockInput ? x * 1.5 : x;  // a replacement, to see it applied once
+    }
+  };
+  auto hook = std::make_shared<CountInputs>();
+  cc::HookHandle handle = s->model->add_hook(hook);
+  const at::Tensor ids = cc::testing::ids_tensor(cc::testing::random_ids(24, 512, 7));
+  c10::NoGradGuard no_grad;
+  const at::Tensor expected = s->model->forward(ids).logits;
+  const std::vector<int> plain = hook->seen;
+  hook->seen.clear();
+  cc::ForwardState state = s->model->prepare(ids, {});
+  at::Tensor hidden = s->model->embed(ids, state);
+  for (int l = 0; l < s->model->config().num_layers; ++l) {
+    if (l % 2 == 0) hidden = s->model->enter_block(l, hidden, state);  // every other block entered ahead
+    hidden = s->model->run_block(l, hidden, state);
+  }
+  CHECK(hook->seen == plain);
+  CHECK(cc::testing::max_abs_diff(s->model->head(hidden, false), expected) == 0.0);
+  cc::testing::expect_error([&] { s->model->enter_block(-1, hidden, state); }, cc::ErrorKind::kInvalidArgument, {"enter_block", "-1"});
 }
 
 TEST_CASE("max_memory lowers the candidate batch to what fits, and the choice stays the same", "[search][memory]") {

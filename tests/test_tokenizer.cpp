@@ -1,4 +1,5 @@
-// Tokenizers against independent encoders: the real LLaMA-2-style, LLaMA-3 and GPT-2
+// Tokenizers against independent encoders: Mistral's (SentencePiece-style, in the shared
+// data's folder tokenizers/llama2, a misnomer kept as the data's name), LLaMA-3's and GPT-2's
 // files from the shared data, with expected ids produced by transformers.js and
 // gpt-3-encoder (tests/fixtures/tokenizer_reference.json, made by
 // scripts/tokenizer_reference/make_reference.mjs); and the llama2.c tokenizer's format.
@@ -105,11 +106,11 @@ TEST_CASE("decode inverts encode on ordinary text", "[tokenizer]") {
 }
 
 TEST_CASE("BOS follows the tokenizer's own config unless overridden", "[tokenizer]") {
-  auto llama2 = cc::testing::data_file("tokenizers/llama2");
+  auto mistral = cc::testing::data_file("tokenizers/llama2");  // Mistral-7B's vocabulary, despite the folder name
   auto llama3 = cc::testing::data_file("tokenizers/llama3");
   auto gpt2 = cc::testing::data_file("tokenizers/gpt2");
-  if (!llama2 || !llama3 || !gpt2) return;
-  auto t2 = cc::load_tokenizer(*llama2);
+  if (!mistral || !llama3 || !gpt2) return;
+  auto t2 = cc::load_tokenizer(*mistral);
   CHECK(t2->bos_id() == 1);
   CHECK(t2->eos_id() == 2);
   CHECK(t2->encode("hi", cc::BosPolicy::kAuto).front() == 1);  // add_bos_token: true
@@ -117,8 +118,8 @@ TEST_CASE("BOS follows the tokenizer's own config unless overridden", "[tokenize
   CHECK(t2->encode("hi", cc::BosPolicy::kYes) == t2->encode("hi", cc::BosPolicy::kAuto));
   CHECK(t2->is_special(1));
   CHECK_FALSE(t2->is_special(300));
-  // "<s>" in text is the BOS token, and each side gets its own prepended "▁" (legacy
-  // LLaMA behaviour; transformers.js gives [264, 1, 287] too).
+  // "<s>" in text is the BOS token, and each side gets its own prepended "▁" (the legacy
+  // LLaMA-2-style behaviour Mistral's tokenizer.json keeps; transformers.js gives [264, 1, 287] too).
   CHECK(t2->encode("a<s>b", cc::BosPolicy::kNo) == std::vector<std::int64_t>{264, 1, 287});
 
   auto t3 = cc::load_tokenizer(*llama3);

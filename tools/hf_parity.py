@@ -3,33 +3,47 @@
 
 For each family this builds a small random model with transformers (no weights need
 downloading), saves it with save_pretrained, runs transformers' forward on one token
-sequence -- in full, and behind a prefix passed as past_key_values -- and compares the
-logits with those of `cushioncache logits` on the saved folder. Passes when the maximum
-relative error (max |ours - theirs| / max |theirs|) is at most 1e-4 in float32.
+sequence -- in full, and behind a prefix passed as past_key_values -- and on a batch of
+two sequences of different lengths, left- and right-padded with an attention mask (in
+full and behind the rows' prefixes), and compares the logits with those of
+`cushioncache logits` on the saved folder (at the real tokens of padded rows). Passes
+when the maximum relative error (max |ours - theirs| / max |theirs|) is at most 1e-4 in
+float32.
 
   python3 tools/hf_parity.py [--cli build/examples/cli/cushioncache] [--families opt bloom ...]
                              [--write-fixtures tests/fixtures/hf_parity]
+
+Exit status: 0 all families agree, 1 a family differs, 77 (skip) when PyTorch,
+transformers or safetensors cannot be imported (scripts/setup.sh python installs them).
 
 --write-fixtures also saves each model with transformers' logits as a fixture folder
 (a few tens of KB each); the Catch test "every family matches transformers' logits on
 its saved fixtures" checks them in every CI run from then on.
 
-Needs PyTorch, transformers (4.4x or 5.x) and safetensors; runs on CPU.
+Needs PyTorch, transformers (4.4x or 5.x) and safetensors; runs on CPU (about 10 s per family).
 """
 import argparse
+import inspect
+import os
 import pathlib
 import shutil
 import subprocess
 import sys
 import tempfile
 
-import torch
-import transformers
-from safetensors.torch import load_file, save_file
+try:
+    import torch
+    import transformers
+    from safetensors.torch import load_file, save_file
+except ImportError as missing:  # the skip ctest reports (tests/cli/python_parity.cmake)
+    print(f"SKIPPED: {missing}: run scripts/setup.sh python (PyTorch, transformers, safetensors)")
+    sys.exit(77)
 
 VOCAB = 64
 LENGTH = 24  # tokens in the checked sequence
 PREFIX = 4   # of which the first PREFIX run as a cached prefix
+SHORT = 15   # the shorter row of the padded batch (LENGTH the longer one)
+PAD_ID = 0   # what the padding slots hold (masked, so any id would do)
 TOLERANCE = 1e-4
 
 
@@ -68,12 +82,63 @@ def build(family, seed):
     return model
 
 
+def run_prefix(model, ids):
+    """The KV cache of `ids` ([B, P], no padding) as the model returns it: a Cache object
+    in transformers 5 (named `cache` from 5.2x on, `past_key_values` before), tuples in 4.x."""
+    out = model(ids, use_cache=True)
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
+def with_past(model, past):
+    """The keyword that hands a cache back in: `cache` where the forward names it so,
+    else `past_key_values` (transformers 5.2x deprecates that name)."""
+    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": past}
+
+
 def transformers_logits(model, ids):
     with torch.no_grad():
         full = model(ids.unsqueeze(0)).logits[0]
-        past = model(ids[:PREFIX].unsqueeze(0), use_cache=True).past_key_values
-        cached = model(ids[PREFIX:].unsqueeze(0), past_key_values=past).logits[0]
+        past = run_prefix(model, ids[:PREFIX].unsqueeze(0))
+        cached = model(ids[PREFIX:].unsqueeze(0), **with_past(model, past)).logits[0]
     return full.float(), cached.float()
+
+
+def pad(rows, left):
+    """Rows padded to one batch as a Hugging Face tokenizer pads them: ids and attention mask."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[b, span] = row
+        mask[b, span] = 1
+    return ids, mask
+
+
+def padded_forward(model, ids, mask, past=None, past_length=0):
+    """A padded batch the way generate() runs one: position ids counted over the real
+    tokens for the models whose forward takes them (OPT and BLOOM derive theirs, or their
+    ALiBi distances, from the mask themselves), the mask covering past and input."""
+    full_mask = torch.cat([torch.ones((ids.shape[0], past_length), dtype=torch.long), mask], 1)
+    kwargs = dict(attention_mask=full_mask)
+    if "position_ids" in inspect.signature(model.forward).parameters:
+        positions = full_mask.cumsum(-1) - 1
+        kwargs["position_ids"] = positions[:, past_length:].masked_fill(mask == 0, 1)
+    if past is not None:
+        kwargs.update(with_past(model, past))
+    return model(ids, **kwargs).logits.float()
+
+
+def transformers_padded_logits(model, rows, left):
+    """Full logits of the padded batch, and those of the rows' remainders (padded again)
+    behind the batch of their first PREFIX tokens as past_key_values."""
+    ids, mask = pad(rows, left)
+    rest_ids, rest_mask = pad([row[PREFIX:] for row in rows], left)
+    with torch.no_grad():
+        full = padded_forward(model, ids, mask)
+        past = run_prefix(model, torch.stack([row[:PREFIX] for row in rows]))
+        cached = padded_forward(model, rest_ids, rest_mask, past=past, past_length=PREFIX)
+    return (ids, mask, full), (rest_ids, rest_mask, cached)
 
 
 def our_logits(cli, folder, ids, out):
@@ -81,6 +146,27 @@ def our_logits(cli, folder, ids, out):
                     " ".join(str(int(i)) for i in ids), "--prefix-length", str(PREFIX), "--out", str(out)], check=True)
     tensors = load_file(str(out))
     return tensors["logits"], tensors["cached_logits"]
+
+
+def our_padded_logits(cli, folder, rows, left, out):
+    command = [cli, "--log-level", "warn", "logits", "--model", str(folder), "--padding", "left" if left else "right",
+               "--prefix-length", str(PREFIX), "--out", str(out)]
+    for row in rows:
+        command += ["--ids", " ".join(str(int(i)) for i in row)]
+    subprocess.run(command, check=True)
+    tensors = load_file(str(out))
+    return ((tensors["input_ids"], tensors["attention_mask"], tensors["logits"]),
+            (tensors["cached_input_ids"], tensors["cached_attention_mask"], tensors["cached_logits"]))
+
+
+def masked_relative_error(ours, theirs):
+    """Relative error over the real tokens; the two sides must agree on the layout first."""
+    our_ids, our_mask, our_logits_ = ours
+    their_ids, their_mask, their_logits = theirs
+    if not (torch.equal(our_ids.long(), their_ids) and torch.equal(our_mask.long(), their_mask)):
+        raise SystemExit("the padded batch layouts differ (ids or attention_mask): the comparison would be meaningless")
+    real = their_mask.bool()
+    return relative_error(our_logits_[real], their_logits[real])
 
 
 def relative_error(ours, theirs):
@@ -94,22 +180,35 @@ def main():
     parser.add_argument("--families", nargs="+", default=list(family_configs()))
     parser.add_argument("--write-fixtures", type=pathlib.Path, help="save each model and transformers' logits here")
     parser.add_argument("--seed", type=int, default=0)
+    # One thread on both sides: these models are tiny, and spinning OpenMP threads only
+    # cost CPU time on a busy machine (ctest -j2).
+    parser.add_argument("--threads", type=int, default=1, help="threads for transformers and for our CLI (OMP_NUM_THREADS)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
 
     print(f"transformers {transformers.__version__}, torch {torch.__version__}")
-    print(f"{'family':<14}{'full':>12}{'cached':>12}  result (max relative error, tolerance {TOLERANCE:g})")
+    columns = ("full", "cached", "right-pad", "right+cache", "left-pad", "left+cache")
+    print(f"{'family':<14}" + "".join(f"{c:>13}" for c in columns) + f"  result (max relative error, tolerance {TOLERANCE:g})")
     failed = []
     with tempfile.TemporaryDirectory() as scratch:
         for family in args.families:
             model = build(family, args.seed)
             folder = pathlib.Path(scratch) / family
             model.save_pretrained(folder, safe_serialization=True)
-            ids = torch.randint(0, VOCAB, (LENGTH,), generator=torch.Generator().manual_seed(args.seed + 1))
+            generator = torch.Generator().manual_seed(args.seed + 1)
+            ids = torch.randint(0, VOCAB, (LENGTH,), generator=generator)
             full, cached = transformers_logits(model, ids)
             ours_full, ours_cached = our_logits(args.cli, folder, ids, pathlib.Path(scratch) / f"{family}.logits.safetensors")
-            errors = relative_error(ours_full, full), relative_error(ours_cached, cached)
+            errors = [relative_error(ours_full, full), relative_error(ours_cached, cached)]
+            rows = [ids, torch.randint(0, VOCAB, (SHORT,), generator=generator)]
+            for left in (False, True):
+                theirs = transformers_padded_logits(model, rows, left)
+                ours = our_padded_logits(args.cli, folder, rows, left,
+                                         pathlib.Path(scratch) / f"{family}.{'left' if left else 'right'}.safetensors")
+                errors += [masked_relative_error(ours[0], theirs[0]), masked_relative_error(ours[1], theirs[1])]
             ok = max(errors) <= TOLERANCE
-            print(f"{family:<14}{errors[0]:>12.2e}{errors[1]:>12.2e}  {'ok' if ok else 'FAILED'}")
+            print(f"{family:<14}" + "".join(f"{e:>13.2e}" for e in errors) + f"  {'ok' if ok else 'FAILED'}", flush=True)
             if not ok:
                 failed.append(family)
             if args.write_fixtures:

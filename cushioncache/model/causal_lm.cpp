@@ -65,6 +65,7 @@ void CausalLM::remove_hook(std::uint64_t id) {
 
 at::Tensor CausalLM::at_site(int layer, Site site, at::Tensor x, const ForwardState& state) const {
   if (hooks_.empty()) return x;
+  if (site == Site::kBlockInput && layer == state.entered_block) return x;  // enter_block() reported it
   SiteContext context{layer,           site,           state.text_mask,   state.prefix_tokens,
                       state.all_text, state.input_ids, state.past_tokens, state.past_length};
   for (const auto& [id, hook] : hooks_) {
@@ -195,7 +196,21 @@ ForwardState CausalLM::select_rows(const ForwardState& state, const at::Tensor& 
   return s;
 }
 
+at::Tensor CausalLM::enter_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
+  if (layer < 0 || layer >= config_.num_layers)
+    throw_error(ErrorKind::kInvalidArgument, "enter_block: block {} is outside [0, {})", layer, config_.num_layers);
+  state.entered_block = -1;
+  at::Tensor input = at_site(layer, Site::kBlockInput, hidden, state);
+  state.entered_block = layer;
+  return input;
+}
+
 at::Tensor CausalLM::run_block(int layer, const at::Tensor& hidden, ForwardState& state) const {
+  // The block reports its input site unless enter_block(layer) did; either way, once.
+  struct Leave {
+    ForwardState& state;
+    ~Leave() { state.entered_block = -1; }
+  } leave{state};
   if (streamer_ == nullptr || !streamer_->streams(layer)) return compute_block(layer, hidden, state);
   AcquiredBlock on_device(*streamer_, layer);
   at::Tensor out = compute_block(layer, hidden, state);

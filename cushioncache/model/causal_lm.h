@@ -56,6 +56,7 @@ struct ForwardState {
   at::Tensor head_bias;
   at::Tensor input_ids;           // [B, T] on the model's device
   at::Tensor past_tokens;         // [B or 1, S_past] or undefined (see SiteContext)
+  int entered_block = -1;         // the block whose input enter_block() has reported, until it runs
 };
 
 // A linear layer with its Hugging Face name and the site that feeds it.
@@ -135,6 +136,12 @@ class CausalLM {
   virtual at::Tensor embed(const at::Tensor& input_ids, const ForwardState& state) const = 0;
   // Block `layer`; with block streaming, its weights are copied to the device for it.
   at::Tensor run_block(int layer, const at::Tensor& hidden, ForwardState& state) const;
+  // The input site of block `layer`, ahead of the block: passes `hidden` through the
+  // hooks at (layer, kBlockInput) and returns what they leave, which the next
+  // run_block(layer) takes as its input without reporting the site again. Lets a caller
+  // act on what the hooks saw at a block's input (the search's bound: a candidate can
+  // leave before the block is paid for) and skip a block whose input is all it needs.
+  at::Tensor enter_block(int layer, const at::Tensor& hidden, ForwardState& state) const;
   // Final norm and LM head; float32 logits.
   virtual at::Tensor head(const at::Tensor& hidden, bool last_only) const = 0;
 

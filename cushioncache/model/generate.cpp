@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -33,6 +34,11 @@ bool ends_with_replacement(const std::string& s) {
 }  // namespace
 
 GenerateResult generate(CausalLM& model, const Tokenizer& tokenizer, std::string_view prompt, const GenerateOptions& options) {
+  return generate(model, tokenizer, tokenizer.encode(prompt, options.bos), options);
+}
+
+GenerateResult generate(CausalLM& model, const Tokenizer& tokenizer, std::vector<std::int64_t> prompt_ids,
+                        const GenerateOptions& options) {
   if (!(options.temperature >= 0.0) || !std::isfinite(options.temperature))
     throw_error(ErrorKind::kInvalidArgument, "temperature {} must be a finite number >= 0", options.temperature);
   if (!(options.top_p > 0.0 && options.top_p <= 1.0))
@@ -44,7 +50,7 @@ GenerateResult generate(CausalLM& model, const Tokenizer& tokenizer, std::string
                 tokenizer.vocab_size(), config.vocab_size);
 
   GenerateResult result;
-  result.tokens = tokenizer.encode(prompt, options.bos);
+  result.tokens = std::move(prompt_ids);
   result.prompt_tokens = static_cast<std::int64_t>(result.tokens.size());
   if (result.tokens.empty())
     throw_error(ErrorKind::kInvalidArgument, options.prefix != nullptr

@@ -37,5 +37,9 @@ struct GenerateResult {
 };
 
 GenerateResult generate(CausalLM& model, const Tokenizer& tokenizer, std::string_view prompt, const GenerateOptions& options);
+// The same from prompt token ids, taken as they are (options.bos is not applied), e.g.
+// ids from another implementation's tokenizer in a parity check.
+GenerateResult generate(CausalLM& model, const Tokenizer& tokenizer, std::vector<std::int64_t> prompt_ids,
+                        const GenerateOptions& options);
 
 }  // namespace cushioncache

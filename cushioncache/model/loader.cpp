@@ -14,6 +14,7 @@
 #include "cushioncache/core/log.h"
 #include "cushioncache/core/memory_usage.h"
 #include "cushioncache/core/tensor_options.h"
+#include "cushioncache/io/gguf.h"
 #include "cushioncache/io/llama2c.h"
 #include "cushioncache/io/safetensors.h"
 #include "cushioncache/model/block_streamer.h"
@@ -139,6 +140,97 @@ HfWeights llama2c_to_hf(const Llama2cCheckpoint& ckpt) {
   return out;
 }
 
+HfWeights gguf_to_hf(const GgufFile& file) {
+  return with_context(file.path().string(), [&] {
+    const std::string arch = file.required_string("general.architecture");
+    if (arch != "llama" && arch != "qwen2")
+      throw_error(ErrorKind::kUnsupported, "general.architecture '{}' is not supported from GGUF (llama and qwen2 are)", arch);
+    auto key = [&](const char* name) { return arch + "." + name; };
+    if (file.has(key("attention.head_count_kv")) && file.value_type(key("attention.head_count_kv")) == GgufValueType::kArray)
+      throw_error(ErrorKind::kUnsupported, "'{}' varies by layer; only one KV head count for all layers is supported",
+                  key("attention.head_count_kv"));
+    if (file.contains("rope_freqs.weight"))
+      throw_error(ErrorKind::kUnsupported, "tensor 'rope_freqs.weight' (LLaMA-3.1 frequency-dependent RoPE scaling) is not "
+                  "supported from GGUF; load the Hugging Face checkpoint instead");
+
+    HfWeights out;
+    ModelConfig& c = out.config;
+    c.model_type = arch;
+    c.num_layers = file.required_int(key("block_count"));
+    c.hidden_size = file.required_int(key("embedding_length"));
+    c.intermediate_size = file.required_int(key("feed_forward_length"));
+    c.num_heads = file.required_int(key("attention.head_count"));
+    c.num_kv_heads = file.optional_int(key("attention.head_count_kv")).value_or(c.num_heads);
+    c.head_dim = file.optional_int(key("attention.key_length")).value_or(c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
+    c.max_position_embeddings = file.optional_int(key("context_length")).value_or(2048);
+    c.norm_eps = file.optional_float(key("attention.layer_norm_rms_epsilon")).value_or(1e-5);
+    c.rope_theta = file.optional_float(key("rope.freq_base")).value_or(10000.0);
+    const std::string scaling = file.has(key("rope.scaling.type")) ? file.required_string(key("rope.scaling.type")) : "none";
+    if (scaling == "linear") {
+      c.rope_scaling.type = RopeScalingType::kLinear;
+      c.rope_scaling.factor = file.optional_float(key("rope.scaling.factor")).value_or(1.0);
+    } else if (scaling != "none") {
+      throw_error(ErrorKind::kUnsupported, "'{}' = '{}' is not supported (none and linear are)", key("rope.scaling.type"), scaling);
+    }
+    c.attention_bias = arch == "qwen2";  // Qwen2 has q/k/v biases, LLaMA none
+    c.tie_word_embeddings = !file.contains("output.weight");
+    c.vocab_size = file.tensor("token_embd.weight").shape.at(0);
+    if (auto bos = file.optional_int("tokenizer.ggml.bos_token_id")) c.bos_token_id = *bos;
+    if (auto eos = file.optional_int("tokenizer.ggml.eos_token_id")) c.eos_token_ids = {*eos};
+    // Dequantized values are exact in float32, not in a 16-bit type: float32 unless every
+    // matrix is stored in one 16-bit float type (then that, as a Hugging Face checkpoint's
+    // torch_dtype would say).
+    c.checkpoint_dtype = at::kFloat;
+    std::set<std::uint32_t> types;
+    for (const GgufTensorInfo& t : file.tensors())
+      if (t.shape.size() == 2) types.insert(t.type);
+    if (types == std::set<std::uint32_t>{static_cast<std::uint32_t>(GgmlType::kF16)}) c.checkpoint_dtype = at::kHalf;
+    if (types == std::set<std::uint32_t>{static_cast<std::uint32_t>(GgmlType::kBF16)}) c.checkpoint_dtype = at::kBFloat16;
+    c.validate();
+
+    std::set<std::string> used;
+    auto take = [&](const std::string& name) {
+      if (!file.contains(name)) throw_error(ErrorKind::kNotFound, "missing tensor '{}'", name);
+      used.insert(name);
+      return file.dequantize(name);
+    };
+    // llama.cpp's converter interleaves the RoPE pairs of q/k rows for the llama
+    // architecture only (what llama2.c does too), so the same permutation undoes it.
+    auto rotary = [&](const std::string& name, std::int64_t heads) {
+      at::Tensor w = take(name);
+      return arch == "llama" ? interleaved_to_half_rotation(w, heads) : w;
+    };
+    auto& t = out.tensors;
+    t["model.embed_tokens.weight"] = take("token_embd.weight");
+    for (std::int64_t l = 0; l < c.num_layers; ++l) {
+      const std::string s = fmt::format("blk.{}.", l), d = fmt::format("model.layers.{}.", l);
+      t[d + "input_layernorm.weight"] = take(s + "attn_norm.weight");
+      t[d + "self_attn.q_proj.weight"] = rotary(s + "attn_q.weight", c.num_heads);
+      t[d + "self_attn.k_proj.weight"] = rotary(s + "attn_k.weight", c.num_kv_heads);
+      t[d + "self_attn.v_proj.weight"] = take(s + "attn_v.weight");
+      t[d + "self_attn.o_proj.weight"] = take(s + "attn_output.weight");
+      if (c.attention_bias) {
+        t[d + "self_attn.q_proj.bias"] = take(s + "attn_q.bias");
+        t[d + "self_attn.k_proj.bias"] = take(s + "attn_k.bias");
+        t[d + "self_attn.v_proj.bias"] = take(s + "attn_v.bias");
+      }
+      t[d + "post_attention_layernorm.weight"] = take(s + "ffn_norm.weight");
+      t[d + "mlp.gate_proj.weight"] = take(s + "ffn_gate.weight");
+      t[d + "mlp.up_proj.weight"] = take(s + "ffn_up.weight");
+      t[d + "mlp.down_proj.weight"] = take(s + "ffn_down.weight");
+    }
+    t["model.norm.weight"] = take("output_norm.weight");
+    if (!c.tie_word_embeddings) t["lm_head.weight"] = take("output.weight");
+
+    std::vector<std::string> unused;
+    for (const GgufTensorInfo& info : file.tensors())
+      if (!used.count(info.name)) unused.push_back(info.name);
+    if (!unused.empty())
+      log::warn("{}: {} tensor(s) not used by the model, e.g. '{}'", file.path().string(), unused.size(), unused.front());
+    return out;
+  });
+}
+
 std::unique_ptr<CausalLM> build_model(const HfWeights& weights, const LoadOptions& options) {
   return build(weights.config, options, [&](const std::string& name) {
     auto it = weights.tensors.find(name);
@@ -151,6 +243,10 @@ std::unique_ptr<CausalLM> load_model(const fs::path& path, const LoadOptions& op
   std::error_code ec;
   if (!fs::exists(path, ec)) throw_error(ErrorKind::kNotFound, "model {} does not exist", path.string());
   if (!fs::is_directory(path, ec)) {
+    if (is_gguf_file(path)) {
+      const GgufFile file = GgufFile::open(path);
+      return with_context(path.string(), [&] { return build_model(gguf_to_hf(file), options); });
+    }
     if (path.extension() == ".safetensors")
       throw_error(ErrorKind::kInvalidArgument, "{}: pass the model folder (with config.json), not the weights file", path.string());
     const Llama2cCheckpoint ckpt = read_llama2c_checkpoint(path);
@@ -210,6 +306,7 @@ std::optional<fs::path> default_tokenizer_path(const fs::path& model_path) {
       if (fs::exists(model_path / f)) return model_path;
     return std::nullopt;
   }
+  if (is_gguf_file(model_path)) return model_path;
   const fs::path folder = model_path.parent_path();
   const int vocab = read_llama2c_header(model_path).vocab_size;
   for (const std::string& f : {fmt::format("tok{}.bin", vocab), std::string("tokenizer.bin")})

@@ -20,6 +20,7 @@
 namespace cushioncache {
 
 struct Llama2cCheckpoint;
+class GgufFile;
 
 struct LoadOptions {
   c10::Device device = c10::Device(c10::kCPU);
@@ -46,7 +47,7 @@ struct StreamingPlan {
 };
 StreamingPlan plan_streaming(const ModelConfig& config, c10::ScalarType dtype, std::int64_t budget_bytes);
 
-// `path` is a Hugging Face model folder or a llama2.c .bin. Errors name the file and,
+// `path` is a Hugging Face model folder, a llama.cpp .gguf file or a llama2.c .bin. Errors name the file and,
 // for weights, the tensor (missing, wrong shape, unreadable dtype).
 std::unique_ptr<CausalLM> load_model(const std::filesystem::path& path, const LoadOptions& options = {});
 
@@ -60,14 +61,22 @@ struct HfWeights {
 // rope theta 10000, BOS 1 / EOS 2 as llama2.c uses them.
 HfWeights llama2c_to_hf(const Llama2cCheckpoint& checkpoint);
 
+// llama.cpp GGUF (architectures llama and qwen2) -> Hugging Face layout: the config from
+// the `<arch>.*` keys and the tokenizer's special ids, every tensor dequantized to float32,
+// names mapped, q/k rows permuted back from llama.cpp's interleaved RoPE order (LLaMA only:
+// llama.cpp's converter permutes them for the llama architecture alone), an absent
+// `output.weight` read as tied embeddings. Errors name the file and the key or tensor.
+HfWeights gguf_to_hf(const GgufFile& file);
+
 // Builds a model from in-memory weights (used by the loader and by tests).
 std::unique_ptr<CausalLM> build_model(const HfWeights& weights, const LoadOptions& options = {});
 
 // Writes config.json and model.safetensors (atomically) into `folder`, creating it.
 void save_hf_model(CausalLM& model, const std::filesystem::path& folder);
 
-// Where the tokenizer of a model normally lives: the model folder itself, or for a
-// llama2.c checkpoint a tok<vocab>.bin or tokenizer.bin beside it.
+// Where the tokenizer of a model normally lives: the model folder itself, a .gguf file
+// itself (its vocabulary is in its metadata), or for a llama2.c checkpoint a
+// tok<vocab>.bin or tokenizer.bin beside it.
 std::optional<std::filesystem::path> default_tokenizer_path(const std::filesystem::path& model_path);
 
 }  // namespace cushioncache

@@ -20,16 +20,24 @@ VariantQuantizer::VariantQuantizer(const Tokenizer& tokenizer, const Artifact* p
 VariantQuantizer::Applied VariantQuantizer::apply(CausalLM& model, const QuantRecipe& recipe) {
   Applied applied;
   const KVCache* float_prefix = prefix_ != nullptr ? &prefix_->prefix : nullptr;
-  const std::string prefix_recipe = prefix_ != nullptr ? prefix_->info.value("recipe", nlohmann::json::object()).value("name", "") : "";
-  // Ranges calibrated with this prefix for this recipe come with the artifact.
-  const std::map<std::string, at::Tensor>* ranges =
-      prefix_ != nullptr && !prefix_->ranges.empty() && prefix_recipe == recipe.name ? &prefix_->ranges : nullptr;
+  const nlohmann::json prefix_recipe = prefix_ != nullptr ? prefix_->info.value("recipe", nlohmann::json::object()) : nlohmann::json::object();
+  // Ranges calibrated with this prefix for this recipe come with the artifact. A recipe of
+  // the same name defined otherwise (other sites, calibration settings or observation
+  // order, e.g. an artifact from before a preset's definition changed) calibrates afresh.
+  const bool same_name = prefix_ != nullptr && !prefix_->ranges.empty() && prefix_recipe.value("name", "") == recipe.name;
+  const bool same_definition = same_name && prefix_recipe == to_json(recipe);
+  if (same_name && !same_definition)
+    log::info("{}: the prefix artifact's static ranges were calibrated for another definition of this recipe ({}); calibrating afresh",
+              recipe.name, prefix_recipe.dump());
+  const std::map<std::string, at::Tensor>* ranges = same_definition ? &prefix_->ranges : nullptr;
   const bool calibrates =
       recipe.smoothquant.has_value() || (ranges == nullptr && recipe.activations.enabled() && recipe.activations.mode == RangeMode::kStatic);
   const CalibrationSet* calibration = nullptr;
   if (calibrates) {
     const BosPolicy bos = float_prefix != nullptr ? BosPolicy::kNo : BosPolicy::kAuto;
-    const std::string key = to_json(recipe)["calibration"].dump();
+    // The windows and what counts in them; not the observation order, which uses the same set.
+    const CalibrationOptions& c = recipe.calibration;
+    const std::string key = fmt::format("{}|{}|{}|{}|{}", c.data, c.samples, c.seq_len, c.seed, c.include_bos);
     auto it = calibrations_.find(key);
     if (it == calibrations_.end()) {
       const std::int64_t room = model.config().max_position_embeddings - (float_prefix != nullptr ? float_prefix->length() : 0);
@@ -52,7 +60,17 @@ std::vector<VariantResult> evaluate_variants(const ModelFactory& load_model, con
   if (plan.variants.empty()) throw_error(ErrorKind::kInvalidArgument, "no variant to evaluate");
   // Recipes are checked before anything runs: a typo fails in a second, not after an hour.
   std::vector<std::optional<QuantRecipe>> recipes;
-  for (const auto& v : plan.variants) recipes.push_back(v == "float" ? std::nullopt : std::optional<QuantRecipe>(load_recipe(v)));
+  for (const auto& v : plan.variants) {
+    if (v == "float") {
+      recipes.emplace_back();
+      continue;
+    }
+    QuantRecipe recipe = load_recipe(v);
+    if (plan.calibration_include_bos) recipe.calibration.include_bos = *plan.calibration_include_bos;
+    if (plan.calibration_samples) recipe.calibration.samples = *plan.calibration_samples;
+    if (plan.calibration_seq_len) recipe.calibration.seq_len = *plan.calibration_seq_len;
+    recipes.emplace_back(std::move(recipe));
+  }
 
   std::vector<VariantResult> results;
   VariantQuantizer quantizer(tokenizer, plan.prefix, plan.int8_execution);

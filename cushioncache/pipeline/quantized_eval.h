@@ -41,14 +41,21 @@ struct VariantPlan {
   // Quantized variants run on the INT8 kernels (QuantizedModel::execute_int8) instead of
   // fake quantization; a recipe the kernels cannot run is kUnsupported.
   bool int8_execution = false;
+  // Overrides every recipe's calibration.include_bos (eval --calibration-include-bos,
+  // run's calibration.include_bos).
+  std::optional<bool> calibration_include_bos;
+  // Override every recipe's calibration.samples / calibration.seq_len (eval
+  // --calibration-samples / --calibration-seq-len): a smaller calibration on a slow machine.
+  std::optional<std::int64_t> calibration_samples, calibration_seq_len;
 };
 
 using ModelFactory = std::function<std::unique_ptr<CausalLM>()>;
 
 // Applies recipes to models the way every command does: static ranges calibrated behind
 // the float prefix (calibration sets shared between recipes with the same settings), or
-// taken from the prefix artifact when they were calibrated for this recipe; SmoothQuant
-// always calibrates; on the INT8 kernels when asked.
+// taken from the prefix artifact when they were calibrated for this recipe (the same
+// name and the same definition: to_json equal); SmoothQuant always calibrates; on the
+// INT8 kernels when asked.
 class VariantQuantizer {
  public:
   // `prefix` (may be null) must outlive this object.

@@ -133,6 +133,23 @@ RunConfig load_run_config(const std::string& path) {
       }
     }
     o.prune = s.optional<bool>("prune").value_or(o.prune);
+    if (YAML::Node cand = s.child("candidates"); cand && !cand.IsNull()) {
+      if (cand.IsSequence()) {
+        o.candidates = yaml_list<std::int64_t>(cand, path, "search.candidates");
+      } else {
+        YamlFields fc(cand, path, "search.candidates");
+        FrequentCandidates fr;
+        fr.count = fc.required<std::int64_t>("frequent");
+        if (fr.count < 1) throw_error(ErrorKind::kInvalidConfig, "{}: must be >= 1", fc.where("frequent"));
+        fr.data = fc.optional<std::string>("data").value_or(fr.data);
+        fr.samples = fc.optional<std::int64_t>("samples", at_least(1), ">= 1").value_or(fr.samples);
+        fr.seq_len = fc.optional<std::int64_t>("seq_len", at_least(2), ">= 2").value_or(fr.seq_len);
+        fr.seed = fc.optional<std::uint64_t>("seed").value_or(fr.seed);
+        fr.delimiters = fc.optional<bool>("delimiters").value_or(fr.delimiters);
+        fc.finish();
+        c.frequent_candidates = fr;
+      }
+    }
     if (YAML::Node obj = s.child("objective"); obj && !obj.IsNull()) o.objective = objective_from(obj, path, "search.objective");
     s.finish();
   }
@@ -150,6 +167,18 @@ RunConfig load_run_config(const std::string& path) {
     o.seed = s.optional<std::uint64_t>("seed").value_or(o.seed);
     o.grad_clip = s.optional<double>("grad_clip", at_least(0.0), ">= 0 (0: off)").value_or(o.grad_clip);
     if (YAML::Node obj = s.child("quant_error"); obj && !obj.IsNull()) o.quant_error = objective_from(obj, path, "tuning.quant_error");
+    s.finish();
+  }
+  if (YAML::Node n = f.child("calibration"); n && !n.IsNull()) {
+    YamlFields s(n, path, "calibration");
+    if (YAML::Node bos = s.child("include_bos"); bos && !bos.IsNull()) {
+      c.calibration_include_bos = yaml_scalar<std::string>(bos, path, "calibration.include_bos");
+      if (c.calibration_include_bos != "true" && c.calibration_include_bos != "false" && c.calibration_include_bos != "both")
+        throw_error(ErrorKind::kInvalidConfig, "{}: 'calibration.include_bos' must be true, false or both, not '{}'", yaml_where(path, bos),
+                    c.calibration_include_bos);
+    }
+    c.calibration_samples = s.optional<std::int64_t>("samples", at_least(1), ">= 1");
+    c.calibration_seq_len = s.optional<std::int64_t>("seq_len", at_least(2), ">= 2");
     s.finish();
   }
   if (YAML::Node n = f.child("inspect"); n && !n.IsNull()) {
@@ -189,8 +218,13 @@ nlohmann::json to_json(const RunConfig& c) {
                       {"prefixquant", to_json(c.prefixquant)},
                       {"search", to_json(c.search)},
                       {"search_seed", c.search_seed},
+                      {"search_candidates", c.frequent_candidates ? to_json(*c.frequent_candidates) : nlohmann::json("as search.candidates")},
                       {"tuning", c.tuning_enabled ? to_json(c.tuning) : nlohmann::json("disabled")},
-                      {"inspect", {{"samples", c.inspect_samples}, {"seq_len", c.inspect_seq_len}, {"data", c.inspect_data}}}};
+                      {"inspect", {{"samples", c.inspect_samples}, {"seq_len", c.inspect_seq_len}, {"data", c.inspect_data}}},
+                      {"calibration",
+                       {{"include_bos", c.calibration_include_bos},
+                        {"samples", c.calibration_samples ? nlohmann::json(*c.calibration_samples) : nlohmann::json("recipe")},
+                        {"seq_len", c.calibration_seq_len ? nlohmann::json(*c.calibration_seq_len) : nlohmann::json("recipe")}}}};
   if (c.planted_sink) j["planted_sink"] = to_json(*c.planted_sink);
   return j;
 }
@@ -255,10 +289,23 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
     tokenizer_path = found->string();
   }
   const auto tokenizer = load_tokenizer(tokenizer_path);
-  const QuantRecipe recipe = load_recipe(config.quant);
+  // "true"/"false" override the recipe everywhere; "recipe" and "both" keep its own value
+  // for every row but the extra no-prefix one.
+  std::optional<bool> include_bos;
+  if (config.calibration_include_bos == "true" || config.calibration_include_bos == "false")
+    include_bos = config.calibration_include_bos == "true";
+  QuantRecipe recipe = load_recipe(config.quant);
+  if (include_bos) recipe.calibration.include_bos = *include_bos;
+  if (config.calibration_samples) recipe.calibration.samples = *config.calibration_samples;
+  if (config.calibration_seq_len) recipe.calibration.seq_len = *config.calibration_seq_len;
   SearchOptions search_options = config.search;
   if (config.search_seed == "bos") search_options.seed_prefix = bos_prefix_tokens(*tokenizer);
   if (config.search_seed == "none") search_options.seed_prefix.clear();
+  if (config.frequent_candidates) {
+    search_options.candidates = frequent_token_candidates(*tokenizer, *config.frequent_candidates);
+    log::info("search candidates: the {} most frequent tokens of {} + delimiters = {} tokens", config.frequent_candidates->count,
+              config.frequent_candidates->data, search_options.candidates.size());
+  }
   search_options.state_file = (out / "search-state.json").string();
   {
     // Settings that do not fit this model fail now, not after an hour of evaluation.
@@ -267,10 +314,14 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
     if (config.tuning_enabled) QuantAwarePrefixTuner tuning_check(*model, *tokenizer, config.tuning);
   }
   std::vector<Row> rows;
-  auto evaluate_rows = [&](const std::string& setting, const std::vector<std::string>& variants, const Artifact* prefix) {
+  auto evaluate_rows = [&](const std::string& setting, const std::vector<std::string>& variants, const Artifact* prefix,
+                           std::optional<bool> bos_counted) {
     VariantPlan plan;
     plan.variants = variants;
     plan.int8_execution = config.exec == "int8";
+    plan.calibration_include_bos = bos_counted;
+    plan.calibration_samples = config.calibration_samples;
+    plan.calibration_seq_len = config.calibration_seq_len;
     plan.evaluation = config.eval;
     plan.prefix = prefix;
     const std::string prefix_label = prefix == nullptr ? "—" : fmt::format("{} ({} token{})", prefix->kind, prefix->tokens.size(), prefix->tokens.size() == 1 ? "" : "s");
@@ -278,7 +329,18 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
       rows.push_back({r.label == "float" ? setting + ", float" : setting + ", " + r.label, prefix_label, std::move(r)});
   };
 
-  phase("float and quantized without a prefix", [&] { evaluate_rows("no prefix", {"float", config.quant}, nullptr); });
+  phase("float and quantized without a prefix", [&] {
+    if (config.calibration_include_bos != "both") {
+      evaluate_rows("no prefix", {"float", config.quant}, nullptr, include_bos);
+      return;
+    }
+    // The no-prefix baseline calibrated on the same token set as the prefixed rows (BOS
+    // not counted) and on all of its windows (BOS counted): on a model whose first token
+    // carries massive activations, this decides whether it collapses.
+    evaluate_rows("no prefix", {"float"}, nullptr, std::nullopt);
+    evaluate_rows("no prefix, BOS counted", {config.quant}, nullptr, true);
+    evaluate_rows("no prefix, BOS not counted", {config.quant}, nullptr, false);
+  });
 
   std::map<std::string, Artifact> artifacts;
   for (const auto& kind : config.baselines) {
@@ -287,7 +349,7 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
       Artifact a = baseline_artifact(*model, *tokenizer, kind, config.prefixquant);
       calibrate_artifact_ranges(load, *tokenizer, a, recipe);
       save_artifact(a, out / "artifacts" / (kind + ".safetensors"));
-      evaluate_rows("baseline " + kind, {config.quant}, &a);
+      evaluate_rows("baseline " + kind, {config.quant}, &a, include_bos);
       artifacts.emplace(kind, std::move(a));
     });
   }
@@ -298,7 +360,7 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
     Artifact a = search_prefix_artifact(*model, *tokenizer, search_options, resume, &search);
     calibrate_artifact_ranges(load, *tokenizer, a, recipe);
     save_artifact(a, out / "artifacts" / "searched.safetensors");
-    evaluate_rows("searched prefix", {config.quant}, &a);
+    evaluate_rows("searched prefix", {config.quant}, &a, include_bos);
     artifacts.emplace("searched", std::move(a));
   });
 
@@ -316,7 +378,7 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
   } else {
     save_artifact(*final_prefix, out / "artifacts" / "cushioncache.safetensors");
   }
-  phase("evaluation with the CushionCache prefix", [&] { evaluate_rows("CushionCache", {"float", config.quant}, final_prefix); });
+  phase("evaluation with the CushionCache prefix", [&] { evaluate_rows("CushionCache", {"float", config.quant}, final_prefix, include_bos); });
 
   Inspection inspection;
   phase("inspect before / after", [&] {
@@ -348,6 +410,11 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
   const SiteStats& after = last_block_input(*inspection.with_prefix);
   results["last_block_input"] = {{"without_prefix", {{"top1", before.top1}, {"top10pct", before.top10pct}, {"median", before.median}}},
                                  {"with_prefix", {{"top1", after.top1}, {"top10pct", after.top10pct}, {"median", after.median}}}};
+  const std::vector<RecipeDefinition> definitions = recipe_definitions(recipe);
+  results["definitions"] = nlohmann::json::array();
+  for (const auto& d : definitions)
+    results["definitions"].push_back(
+        {{"what", d.what}, {"ours", d.ours}, {"paper", d.paper}, {"reference", d.reference}, {"differs_from_paper", d.differs_from_paper}});
   results["total_seconds"] = total;
   const std::string results_text = results.dump(2) + "\n";
   write_file_atomically(out / "results.json", [&](std::ostream& o) { o << results_text; });
@@ -355,6 +422,17 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
   std::string md = fmt::format("# CushionCache run: {}\n\nModel `{}`, recipe `{}`{}. Total time {:.1f} s.\n\n", config.name, config.model,
                                config.quant, config.planted_sink ? ", with the planted sink mechanism (analysis/planted_sink.h)" : "", total);
   md += "## Results\n\n" + md_table(rows) + "\n";
+  // Every report says where its recipe departs from the paper's settings, so that a reader
+  // comparing these rows with the paper's table sees each difference.
+  md += fmt::format("## Definitions: recipe `{}` vs the paper vs SmoothQuant's reference\n\n", recipe.name);
+  md += "| definition | this run | the paper | SmoothQuant's reference |\n|---|---|---|---|\n";
+  for (const auto& d : definitions)
+    md += fmt::format("| {} | {}{} | {} | {} |\n", d.what, d.ours, d.differs_from_paper ? " **(differs from the paper)**" : "", d.paper,
+                      d.reference);
+  if (config.calibration_include_bos == "both")
+    md += "\nThe no-prefix quantized row is evaluated twice (`calibration.include_bos: both`): with the BOS that starts every "
+          "calibration window counted toward the static ranges, and not counted (as behind a prefix, whose windows hold no BOS).\n";
+  md += "\n";
   md += "## Prefixes\n\n| prefix | tokens (id \"piece\") |\n|---|---|\n";
   for (const auto& [name, a] : artifacts) md += fmt::format("| {} | {} |\n", name, describe_tokens(*tokenizer, a.tokens));
   md += "\n## Search\n\n| step | best token | L(prefix + t) / L(prefix) | accepted | candidates | blocks run | time (s) |\n|---:|---|---:|---|---:|---:|---:|\n";

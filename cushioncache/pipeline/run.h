@@ -15,6 +15,7 @@
 #include "cushioncache/analysis/planted_sink.h"
 #include "cushioncache/eval/evaluate.h"
 #include "cushioncache/search/baselines.h"
+#include "cushioncache/search/candidates.h"
 #include "cushioncache/search/prefix_searcher.h"
 #include "cushioncache/tune/prefix_tuner.h"
 
@@ -32,10 +33,19 @@ struct RunConfig {
   PrefixQuantOptions prefixquant;
   SearchOptions search;
   std::string search_seed = "bos";  // "bos", "none", or token ids in search.seed_prefix
+  // search.candidates: {frequent: N, ...} restricts the search to a subset chosen with the
+  // tokenizer at run time (a list of ids goes to search.candidates directly).
+  std::optional<FrequentCandidates> frequent_candidates;
   bool tuning_enabled = true;
   TuningOptions tuning;
   std::int64_t inspect_samples = 4, inspect_seq_len = 256;
   std::string inspect_data = "wikitext2";
+  // calibration.include_bos: "recipe" (what the recipe says), "true", "false" (override
+  // the recipe everywhere), or "both": the no-prefix quantized row twice, with the BOS of
+  // the calibration windows counted and not counted (behind a prefix there is none).
+  std::string calibration_include_bos = "recipe";
+  // calibration.samples / seq_len: override the recipe's calibration size everywhere.
+  std::optional<std::int64_t> calibration_samples, calibration_seq_len;
 };
 
 // Strict: unknown keys, wrong types and bad values name the file, line and key.

@@ -59,8 +59,9 @@ CalibrationSet build_calibration_set(const Tokenizer& tokenizer, const Calibrati
     while (static_cast<std::int64_t>(set.sequences.size()) < options.samples) window_from(all);
     how = "random windows of the concatenated documents";
   }
+  if (!options.include_bos) set.uncounted_leading = static_cast<std::int64_t>(lead.size());
   set.description = fmt::format("{} x {} tokens from {} ({}, seed {}{})", options.samples, seq_len, options.data, how, options.seed,
-                                lead.empty() ? "" : ", BOS first");
+                                lead.empty() ? "" : options.include_bos ? ", BOS first" : ", BOS first, not counted");
   return set;
 }
 
@@ -75,6 +76,7 @@ void run_calibration(CausalLM& model, const CalibrationSet& calibration, const K
     for (std::size_t i = 0; i < count; ++i) rows.push_back(at::tensor(calibration.sequences[first + i], at::kLong));
     ForwardOptions options;
     options.past = prefix;
+    options.prefix_tokens = calibration.uncounted_leading;
     options.last_logits_only = true;  // the hooks are what matters
     (void)model.forward(at::stack(rows), options);
     progress.advance(static_cast<std::int64_t>(count));

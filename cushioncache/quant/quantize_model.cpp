@@ -60,17 +60,23 @@ QuantizedModel::QuantizedModel(CausalLM& model, QuantRecipe recipe, const Calibr
         const std::int64_t G = model.config().num_heads / model.config().num_kv_heads;
         value_scales_[key.first] = s.view({model.config().num_kv_heads, G, head_dim_}).select(1, 0).reshape({-1});
       }
-    log::info("{}: SmoothQuant (alpha {}) folded into {} sites", recipe_.name, recipe_.smoothquant->alpha, absmax.size());
+    log::info("{}: SmoothQuant (alpha {}, sites {}) folded into {} of {} layer sites", recipe_.name, recipe_.smoothquant->alpha,
+              recipe_.smoothquant->sites_name(), scales.size(), absmax.size());
   }
   if (float_prefix != nullptr && !float_prefix->empty()) prefix_ = adapt_prefix(*float_prefix);
   const KVCache* prefix = this->prefix();
 
-  if (recipe_.weights.enabled()) {
+  auto quantize_weights = [&] {
+    if (!recipe_.weights.enabled()) return;
     for (const LinearRef& ref : model.linears()) {
       auto q = make_quantizer(recipe_.quantizer, recipe_.weights, ref.name + ".weight");
       ref.linear->weight = q->quantize(ref.linear->weight, at::Tensor());
     }
-  }
+  };
+  // SmoothQuant's reference observes static ranges on the (smoothed) float model; the
+  // other order is a recipe choice (calibration.weights: quantized).
+  const bool observe_float_weights = recipe_.calibration.weights == CalibrationWeights::kFloat;
+  if (!observe_float_weights) quantize_weights();
 
   if (recipe_.activations.enabled()) {
     std::vector<Site> sites = {Site::kAttnInput, Site::kOProjInput, Site::kMlpInput, Site::kDownProjInput};
@@ -98,6 +104,7 @@ QuantizedModel::QuantizedModel(CausalLM& model, QuantRecipe recipe, const Calibr
     hook_->calibrating = false;
     for (auto& [key, q] : hook_->quantizers) q->freeze();
   }
+  if (observe_float_weights) quantize_weights();
 }
 
 QuantizedModel::~QuantizedModel() = default;

@@ -2,7 +2,8 @@
 // once, and activation quantizers at every linear input inside the blocks (q/k/v share
 // one input; the LM head stays in full precision), plus the attention matmul inputs and
 // the KV cache when asked. Static ranges are calibrated on the calibration set, behind
-// the prefix when one is given; prefix positions are never quantized nor counted.
+// the prefix when one is given, with the weights still in float unless the recipe says
+// otherwise (calibration.weights); prefix positions are never quantized nor counted.
 #pragma once
 
 #include <cstddef>

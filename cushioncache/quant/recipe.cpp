@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/yaml_fields.h"
 #include "cushioncache/quant/quantizer.h"
@@ -10,25 +12,45 @@
 namespace cushioncache {
 namespace {
 
-QuantRecipe preset(const std::string& name, const char* activations, bool smooth) {
+QuantRecipe preset(const std::string& name, const char* activations, const std::vector<Site>* smooth_sites) {
   QuantRecipe r;
   r.name = name;
   r.weights = parse_quant_spec("w8-per-channel-sym", QuantRole::kWeight);
   r.activations = parse_quant_spec(activations, QuantRole::kActivation);
-  if (smooth) r.smoothquant = SmoothQuantOptions{};
+  if (smooth_sites != nullptr) {
+    r.smoothquant = SmoothQuantOptions{};
+    r.smoothquant->sites = *smooth_sites;
+  }
   return r;
 }
 
 const std::vector<QuantRecipe>& presets() {
+  const auto* norm = &smoothquant_norm_sites();
+  const auto* all = &smoothquant_all_sites();
   static const std::vector<QuantRecipe> p = {
-      preset("w8a8-per-tensor-static", "a8-per-tensor-static-asym-minmax", false),
-      preset("w8a8-per-tensor-dynamic", "a8-per-tensor-dynamic-asym", false),
-      preset("w8a8-per-token-dynamic", "a8-per-token-dynamic-asym", false),
-      preset("sq-o3", "a8-per-tensor-static-asym-minmax", true),
-      preset("sq-o2", "a8-per-tensor-dynamic-asym", true),
-      preset("sq-o1", "a8-per-token-dynamic-asym", true),
+      preset("w8a8-per-tensor-static", "a8-per-tensor-static-asym-minmax", nullptr),
+      preset("w8a8-per-tensor-dynamic", "a8-per-tensor-dynamic-asym", nullptr),
+      preset("w8a8-per-token-dynamic", "a8-per-token-dynamic-asym", nullptr),
+      preset("sq-o3", "a8-per-tensor-static-asym-minmax", norm),
+      preset("sq-o2", "a8-per-tensor-dynamic-asym", norm),
+      preset("sq-o1", "a8-per-token-dynamic-asym", norm),
+      preset("sq-o3-all", "a8-per-tensor-static-asym-minmax", all),
+      preset("sq-o2-all", "a8-per-tensor-dynamic-asym", all),
+      preset("sq-o1-all", "a8-per-token-dynamic-asym", all),
   };
   return p;
+}
+
+std::vector<Site> parse_sites(const std::vector<std::string>& names, const YamlFields& where) {
+  std::vector<Site> sites;
+  for (const auto& site : names) {
+    try {
+      sites.push_back(parse_site(site));
+    } catch (const Error& e) {
+      throw_error(ErrorKind::kInvalidConfig, "{}: {}", where.where("sites"), e.message());
+    }
+  }
+  return sites;
 }
 
 QuantRecipe recipe_from_yaml(const std::string& path) {
@@ -47,14 +69,16 @@ QuantRecipe recipe_from_yaml(const std::string& path) {
     YamlFields s(sq, path, "smoothquant");
     SmoothQuantOptions options;
     if (auto alpha = s.optional<double>("alpha")) options.alpha = *alpha;
-    if (auto sites = s.list<std::string>("sites")) {
-      options.sites.clear();
-      for (const auto& site : *sites) {
-        try {
-          options.sites.push_back(parse_site(site));
-        } catch (const Error& e) {
-          throw_error(ErrorKind::kInvalidConfig, "{}: {}", s.where("sites"), e.message());
-        }
+    if (YAML::Node sites = s.child("sites"); sites && !sites.IsNull()) {
+      if (sites.IsSequence()) {
+        options.sites = parse_sites(yaml_list<std::string>(sites, path, "smoothquant.sites"), s);
+      } else {
+        const auto name = yaml_scalar<std::string>(sites, path, "smoothquant.sites");
+        if (name == "norm") options.sites = smoothquant_norm_sites();
+        else if (name == "all") options.sites = smoothquant_all_sites();
+        else
+          throw_error(ErrorKind::kInvalidConfig, "{}: 'smoothquant.sites' must be norm, all or a list of sites, not '{}'", s.where("sites"),
+                      name);
       }
     }
     s.finish();
@@ -66,6 +90,12 @@ QuantRecipe recipe_from_yaml(const std::string& path) {
     if (auto n = c.optional<std::int64_t>("samples", at_least(1), ">= 1")) r.calibration.samples = *n;
     if (auto t = c.optional<std::int64_t>("seq_len", at_least(2), ">= 2")) r.calibration.seq_len = *t;
     if (auto seed = c.optional<std::uint64_t>("seed")) r.calibration.seed = *seed;
+    if (auto bos = c.optional<bool>("include_bos")) r.calibration.include_bos = *bos;
+    if (auto weights = c.optional<std::string>("weights")) {
+      if (*weights == "float") r.calibration.weights = CalibrationWeights::kFloat;
+      else if (*weights == "quantized") r.calibration.weights = CalibrationWeights::kQuantized;
+      else throw_error(ErrorKind::kInvalidConfig, "{}: 'calibration.weights' must be float or quantized, not '{}'", c.where("weights"), *weights);
+    }
     c.finish();
   }
   f.finish();
@@ -94,6 +124,30 @@ nlohmann::json spec_json(const QuantSpec& s) {
 }
 
 }  // namespace
+
+const std::vector<Site>& smoothquant_norm_sites() {
+  static const std::vector<Site> sites = {Site::kAttnInput, Site::kMlpInput};
+  return sites;
+}
+
+const std::vector<Site>& smoothquant_all_sites() {
+  static const std::vector<Site> sites = {Site::kAttnInput, Site::kOProjInput, Site::kMlpInput, Site::kDownProjInput};
+  return sites;
+}
+
+std::string SmoothQuantOptions::sites_name() const {
+  // Order does not matter to the folding; a list naming the same sites is the same method.
+  auto same = [&](const std::vector<Site>& named) {
+    return sites.size() == named.size() && std::is_permutation(sites.begin(), sites.end(), named.begin());
+  };
+  if (same(smoothquant_norm_sites())) return "norm";
+  if (same(smoothquant_all_sites())) return "all";
+  return "custom";
+}
+
+const char* calibration_weights_name(CalibrationWeights weights) {
+  return weights == CalibrationWeights::kFloat ? "float" : "quantized";
+}
 
 bool QuantRecipe::needs_calibration() const {
   return smoothquant.has_value() || (activations.enabled() && activations.mode == RangeMode::kStatic);
@@ -149,16 +203,85 @@ nlohmann::json to_json(const QuantRecipe& r) {
                       {"attention_matmuls", r.attention_matmuls},
                       {"kv_cache", r.kv_cache}};
   if (r.smoothquant) {
+    // "norm" and "all" by name, so that reports tell SmoothQuant's sites from ours at a glance.
     nlohmann::json sites = nlohmann::json::array();
     for (Site s : r.smoothquant->sites) sites.push_back(site_name(s));
-    j["smoothquant"] = {{"alpha", r.smoothquant->alpha}, {"sites", sites}};
+    const std::string named = r.smoothquant->sites_name();
+    j["smoothquant"] = {{"alpha", r.smoothquant->alpha}, {"sites", named == "custom" ? sites : nlohmann::json(named)}};
   }
-  if (r.needs_calibration())
+  if (r.needs_calibration()) {
     j["calibration"] = {{"data", r.calibration.data},
                         {"samples", r.calibration.samples},
                         {"seq_len", r.calibration.seq_len},
-                        {"seed", r.calibration.seed}};
+                        {"seed", r.calibration.seed},
+                        {"include_bos", r.calibration.include_bos}};
+    if (r.activations.enabled() && r.activations.mode == RangeMode::kStatic)
+      j["calibration"]["weights"] = calibration_weights_name(r.calibration.weights);
+  }
   return j;
+}
+
+std::vector<RecipeDefinition> recipe_definitions(const QuantRecipe& r) {
+  std::vector<RecipeDefinition> rows;
+  const bool static_ranges = r.activations.enabled() && r.activations.mode == RangeMode::kStatic;
+  {
+    RecipeDefinition d{"SmoothQuant sites", "none (no SmoothQuant)", "SmoothQuant's O1-O3 (the sq-o* rows), alpha 0.8",
+                       "the inputs after a norm: q/k/v and gate/up (LLaMA, Mistral), q/k/v and fc1 (OPT), query_key_value and "
+                       "dense_h_to_4h (BLOOM); alpha 0.5 unless set per model"};
+    if (r.smoothquant) {
+      const std::string named = r.smoothquant->sites_name();
+      std::string list;
+      for (Site s : r.smoothquant->sites) list += (list.empty() ? "" : ", ") + std::string(site_name(s));
+      d.ours = named == "norm"  ? fmt::format("norm: {} (the inputs after a norm), alpha {}", list, r.smoothquant->alpha)
+               : named == "all" ? fmt::format("all: {} (o_proj and down_proj folded into v_proj and up_proj rows; stronger than "
+                                              "SmoothQuant), alpha {}", list, r.smoothquant->alpha)
+                                : fmt::format("{}, alpha {}", list, r.smoothquant->alpha);
+      d.differs_from_paper = named != "norm" || r.smoothquant->alpha != 0.8;
+    }
+    rows.push_back(d);
+  }
+  {
+    auto sym = [](const QuantSpec& s) { return !s.enabled() ? "off" : s.symmetric ? "symmetric" : "asymmetric"; };
+    RecipeDefinition d{"symmetry", fmt::format("weights {}, activations {} ({})", sym(r.weights), sym(r.activations),
+                                               r.activations.enabled() ? r.activations.to_string() : "off"),
+                       "weights symmetric, activations asymmetric min-max",
+                       "weights and activations symmetric (absmax / 127)"};
+    d.differs_from_paper = (r.weights.enabled() && !r.weights.symmetric) || (r.activations.enabled() && r.activations.symmetric);
+    rows.push_back(d);
+  }
+  {
+    RecipeDefinition d{"weight granularity", r.weights.enabled() ? r.weights.to_string() : "off (float weights)",
+                       "group-wise (group size not stated)",
+                       "per-tensor in its INT8 models, per-channel in its fake-quantization evaluation"};
+    d.differs_from_paper = r.weights.enabled() && r.weights.granularity != Granularity::kPerGroup;
+    rows.push_back(d);
+  }
+  {
+    RecipeDefinition d{"calibration data", "none (dynamic ranges, no SmoothQuant)", "WikiText-2 train split",
+                       "the Pile validation set: 512 documents, up to 512 tokens each"};
+    if (r.needs_calibration()) {
+      d.ours = fmt::format("{}: {} windows of {} tokens (seed {}){}", r.calibration.data, r.calibration.samples, r.calibration.seq_len,
+                           r.calibration.seed,
+                           r.calibration.data == "c4"          ? "; the shared data has no WikiText-2 train split"
+                           : r.calibration.data == "wikitext2" ? "; WikiText-2's test split, the text evaluated"
+                                                               : "");
+      // The named corpora are known not to be WikiText-2's train split; a path may be it.
+      d.differs_from_paper = r.calibration.data == "c4" || r.calibration.data == "wikitext2";
+    }
+    rows.push_back(d);
+  }
+  rows.push_back({"static ranges observed with",
+                  !static_ranges ? "— (no static ranges)"
+                  : r.calibration.weights == CalibrationWeights::kFloat ? "float weights (after SmoothQuant's folding, if any)"
+                                                                        : "quantized weights",
+                  "not stated", "the smoothed float model"});
+  rows.push_back({"BOS in calibration",
+                  !r.needs_calibration() ? "— (no calibration)"
+                  : r.calibration.include_bos
+                      ? "first in every window and counted, without a prefix; behind a prefix the windows have none"
+                      : "first in every window but not counted (as a prefix token), without a prefix; behind a prefix the windows have none",
+                  "not stated", "the tokenizer's own (first for LLaMA and OPT), counted"});
+  return rows;
 }
 
 }  // namespace cushioncache

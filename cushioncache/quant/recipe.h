@@ -16,17 +16,44 @@
 
 namespace cushioncache {
 
+// The linear inputs SmoothQuant smooths, by name in recipes:
+// - "norm" (the default; SmoothQuant's own choice, smooth_lm in mit-han-lab/smoothquant):
+//   the inputs that follow a norm, attn_input (q/k/v, BLOOM's query_key_value, GPT-2's
+//   c_attn) and mlp_input (gate/up, OPT's fc1, dense_h_to_4h, c_fc);
+// - "all": also o_proj_input and down_proj_input, folded into v_proj's and up_proj's
+//   rows. In LLaMA-class models the largest outliers sit at the down_proj input, so this
+//   is a different, stronger method than SmoothQuant: reports name it "all".
+// A site a family cannot fold is left unsmoothed with a warning (docs/models.md).
+const std::vector<Site>& smoothquant_norm_sites();
+const std::vector<Site>& smoothquant_all_sites();
+
 struct SmoothQuantOptions {
   double alpha = 0.8;
-  // Linear inputs whose activation scale migrates into the weights.
-  std::vector<Site> sites = {Site::kAttnInput, Site::kOProjInput, Site::kMlpInput, Site::kDownProjInput};
+  std::vector<Site> sites = smoothquant_norm_sites();
+  // "norm", "all", or "custom" for any other list.
+  std::string sites_name() const;
 };
+
+// With which weights static activation ranges are observed.
+enum class CalibrationWeights {
+  kFloat,      // before the weights are quantized (after SmoothQuant's folding), as
+               // SmoothQuant's reference and most static-calibration code do
+  kQuantized,  // after: the ranges see what the quantized linears produce
+};
+const char* calibration_weights_name(CalibrationWeights weights);  // "float" | "quantized"
 
 struct CalibrationOptions {
   std::string data = "c4";  // a corpus name or path (io/corpus.h)
   std::int64_t samples = 128;
   std::int64_t seq_len = 512;  // capped by the model's context
   std::uint64_t seed = 0;
+  // Whether the BOS that starts each window (when the tokenizer puts one first, as it
+  // does for evaluated text) counts toward static ranges and SmoothQuant's maxima. Either
+  // way it stays in the window, so the text after it reads as in evaluation; false
+  // treats it as a prefix token: run, not counted. Behind a cached prefix the windows
+  // hold no BOS and this changes nothing.
+  bool include_bos = true;
+  CalibrationWeights weights = CalibrationWeights::kFloat;
 };
 
 struct QuantRecipe {
@@ -45,13 +72,25 @@ struct QuantRecipe {
 };
 
 // w8a8-per-tensor-static, w8a8-per-tensor-dynamic, w8a8-per-token-dynamic, and with
-// SmoothQuant (alpha 0.8) sq-o3, sq-o2, sq-o1. Weights: 8-bit symmetric per channel;
-// activations: 8-bit asymmetric min-max, as in the paper.
+// SmoothQuant (alpha 0.8, SmoothQuant's sites) sq-o3, sq-o2, sq-o1: the paper's settings.
+// Then sq-o3-all, sq-o2-all, sq-o1-all: SmoothQuant on all four linear inputs (what
+// sq-o* meant before they followed SmoothQuant's definition). Weights: 8-bit symmetric
+// per channel (the paper: group-wise); activations: 8-bit asymmetric min-max, as in the
+// paper.
 const std::vector<std::string>& preset_names();
 
 // A preset name or a YAML file; errors name the file, line and key.
 QuantRecipe load_recipe(const std::string& name_or_path);
 
 nlohmann::json to_json(const QuantRecipe& recipe);
+
+// One definition a baseline depends on, as this recipe sets it, as the paper states it,
+// and as SmoothQuant's reference code (mit-han-lab/smoothquant) does it: the table every
+// `run` report carries, so that a reader comparing with the paper sees each difference.
+struct RecipeDefinition {
+  std::string what, ours, paper, reference;
+  bool differs_from_paper = false;  // known to differ (false where the paper is silent)
+};
+std::vector<RecipeDefinition> recipe_definitions(const QuantRecipe& recipe);
 
 }  // namespace cushioncache

@@ -2,7 +2,9 @@
 // into the weights with a per-channel scale s_j = max|X_j|^alpha / max|W_j|^(1 - alpha).
 // The activations are divided by s (folded into the producer: the preceding norm's gain,
 // v_proj's rows for o_proj, up_proj's rows for down_proj) and the consuming weight columns
-// multiplied by s, so the float model computes the same function.
+// multiplied by s, so the float model computes the same function. Which sites a recipe
+// smooths is SmoothQuantOptions::sites (quant/recipe.h): SmoothQuant's own choice is the
+// two inputs after a norm; o_proj and down_proj are ours to add.
 #pragma once
 
 #include <map>

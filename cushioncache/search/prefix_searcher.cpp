@@ -230,6 +230,11 @@ SearchStep PrefixSearcher::score_step(const std::vector<std::int64_t>& prefix, c
   const at::Tensor text_ids = at::tensor(text, at::kLong);
   Progress progress(fmt::format("search step {}", prefix.size() - options_.seed_prefix.size() + 1), static_cast<std::int64_t>(mine.size()),
                     "cand");
+  // Only block inputs scored (the default): block L-1's input completes a candidate's
+  // score, and block L-1 itself changes nothing that is scored, so it never runs.
+  const auto& sites = options_.objective.sites;
+  const bool scores_inside_blocks = std::any_of(sites.begin(), sites.end(), [](Site s) { return s != Site::kBlockInput; });
+  const int blocks_needed = scores_inside_blocks ? layers : layers - 1;
   for (std::size_t b = 0; b < batches; ++b) {
     throw_if_interrupted("the prefix search");
     const std::size_t first = b * batch;
@@ -248,28 +253,53 @@ SearchStep PrefixSearcher::score_step(const std::vector<std::int64_t>& prefix, c
       at::Tensor partial = at::zeros({static_cast<std::int64_t>(count)}, at::TensorOptions().dtype(at::kDouble).device(model_.device()));
       at::Tensor alive = tokens;  // candidate token of each surviving row
       (void)hook->take();
-      for (int l = 0; l < layers && alive.numel() > 0; ++l) {
-        hidden = model_.run_block(l, hidden, state);
-        partial = partial + hook->take();
-        step.blocks_evaluated += alive.numel();
-        // A row whose partial sum already exceeds the bound cannot be selected. A NaN would
-        // compare false against every bound and vanish from the ranking, so it stops the
-        // search instead; both verdicts come back in one device sync.
-        const bool prunes_here = options_.prune && l + 1 < layers;
+      auto add_terms = [&] {
+        const at::Tensor terms = hook->take();
+        if (terms.defined()) partial = partial + terms;
+      };
+      // After the terms of `block` joined the partial sums: a row whose partial sum already
+      // exceeds the bound cannot be selected and leaves the batch (`may_prune`: work
+      // remains for it). A NaN would compare false against every bound and vanish from the
+      // ranking, so it stops the search instead; both verdicts come back in one device sync.
+      auto settle = [&](int block, bool may_prune) {
         const at::Tensor finite = at::isfinite(partial);
-        const at::Tensor keep = prunes_here ? partial.le(std::min(incumbent, threshold)) : finite;
+        const at::Tensor keep = may_prune ? partial.le(std::min(incumbent, threshold)) : finite;
         const at::Tensor verdict = at::stack({finite.all(), keep.all()}).cpu();
         if (!verdict[0].item<bool>()) {
           const std::int64_t bad = finite.logical_not().nonzero()[0][0].item<std::int64_t>();
-          throw_error(ErrorKind::kNumerical, "prefix search: NaN or Inf in the activations of block {} behind candidate token {}", l,
+          throw_error(ErrorKind::kNumerical, "prefix search: NaN or Inf in the activations of block {} behind candidate token {}", block,
                       alive[bad].item<std::int64_t>());
         }
-        if (!prunes_here || verdict[1].item<bool>()) continue;
+        if (!may_prune || verdict[1].item<bool>()) return;
         at::Tensor rows = keep.nonzero().squeeze(1);
         hidden = hidden.index_select(0, rows);
         state = model_.select_rows(state, rows);
         partial = partial.index_select(0, rows);
         alive = alive.index_select(0, rows.cpu());
+      };
+      if (!options_.prune) {
+        // The reference: every candidate through every block, as a plain forward runs it.
+        for (int l = 0; l < layers; ++l) {
+          hidden = model_.run_block(l, hidden, state);
+          add_terms();
+          step.blocks_evaluated += alive.numel();
+          settle(l, false);
+        }
+      } else {
+        // Block l's input term is known before block l runs: the bound is checked there, so
+        // a candidate leaves without paying for the block.
+        for (int l = 0; l < layers && alive.numel() > 0; ++l) {
+          hidden = model_.enter_block(l, hidden, state);
+          add_terms();
+          settle(l, l < blocks_needed);
+          if (l >= blocks_needed || alive.numel() == 0) break;
+          hidden = model_.run_block(l, hidden, state);
+          step.blocks_evaluated += alive.numel();
+          if (scores_inside_blocks) {
+            add_terms();
+            settle(l, l + 1 < layers);
+          }
+        }
       }
       const at::Tensor scores = partial.cpu();
       for (std::int64_t i = 0; i < alive.numel(); ++i) {

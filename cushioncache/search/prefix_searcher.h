@@ -3,11 +3,14 @@
 //     step; the best is accepted if L < tau * L(prefix), else the search stops;
 //   - the current prefix's KV is computed once per step and shared by all candidates,
 //     which run in batches;
-//   - exact pruning: the objective is a sum of non-negative per-block terms, so after
-//     block l a candidate whose partial sum exceeds the best complete score so far (or the
-//     acceptance threshold) cannot be selected and leaves the batch. The previous step's
-//     best candidates run first, so the bound is tight early. The selected tokens are
-//     those of exhaustive search (tested).
+//   - exact pruning: the objective is a sum of non-negative per-block terms, so a candidate
+//     whose partial sum exceeds the best complete score so far (or the acceptance
+//     threshold) cannot be selected and leaves the batch. Block l's input term is known
+//     before block l runs (CausalLM::enter_block), so the check comes before the block is
+//     paid for, and with only block inputs scored the last block never runs (nothing
+//     after it is scored). The previous step's best candidates run first, so the bound is
+//     tight early. The selected tokens and every completed score are those of exhaustive
+//     search (tested); prune = false runs that reference, every block for every candidate.
 //   - after every step the state is saved (atomically); Ctrl-C stops between batches with
 //     the state saved, and resume continues after the last completed step.
 //   - across processes (SearchOptions::group): each rank scores every world_size-th

@@ -375,6 +375,8 @@ class Decoder {
  public:
   virtual ~Decoder() = default;
   virtual void apply(std::vector<std::string>& tokens) const = 0;
+  // Whether tokens are read as GPT-2's byte alphabet (ByteLevel, alone or in a sequence).
+  virtual bool reads_byte_level() const { return false; }
 };
 
 class SequenceDecoder : public Decoder {
@@ -383,12 +385,16 @@ class SequenceDecoder : public Decoder {
   void apply(std::vector<std::string>& tokens) const override {
     for (const auto& s : steps_) s->apply(tokens);
   }
+  bool reads_byte_level() const override {
+    return std::any_of(steps_.begin(), steps_.end(), [](const auto& s) { return s->reads_byte_level(); });
+  }
  private:
   std::vector<std::unique_ptr<Decoder>> steps_;
 };
 
 class ByteLevelDecoder : public Decoder {
  public:
+  bool reads_byte_level() const override { return true; }
   void apply(std::vector<std::string>& tokens) const override {
     const auto& table = byte_level_table();
     std::string bytes;
@@ -596,7 +602,8 @@ class HfTokenizer : public Tokenizer {
               std::unique_ptr<Normalizer> normalizer, std::unique_ptr<PreTokenizer> pre_tokenizer,
               std::unique_ptr<Decoder> decoder, Template post, const json& config)
       : kind_(std::move(kind)), model_(std::move(model)), added_(std::move(added)), normalizer_(std::move(normalizer)),
-        pre_tokenizer_(std::move(pre_tokenizer)), decoder_(std::move(decoder)), post_(std::move(post)) {
+        pre_tokenizer_(std::move(pre_tokenizer)), decoder_(std::move(decoder)), post_(std::move(post)),
+        byte_level_decoder_(decoder_ && decoder_->reads_byte_level()) {
     // Longest first, so "<|eot_id|>" wins over any shorter token it contains.
     std::sort(added_.begin(), added_.end(), [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
     for (const auto& a : added_) added_by_id_[a.id] = &a;
@@ -655,7 +662,14 @@ class HfTokenizer : public Tokenizer {
     tokens.reserve(ids.size());
     for (auto id : ids) {
       if (skip_special && is_special(id)) continue;
-      tokens.push_back(token_text(id));
+      auto added = added_by_id_.find(id);
+      // An added token's content is text, not the vocabulary's byte spelling: DeepSeek's
+      // added token "ü" would otherwise reach the byte-level decoder as GPT-2's stand-in
+      // for the byte 0xFC and decode to U+FFFD (as it does in Hugging Face's fast
+      // tokenizers; llama.cpp writes such tokens as they are). Spelled in the byte
+      // alphabet, it decodes to itself and the decoder still sees one token sequence.
+      if (added != added_by_id_.end() && byte_level_decoder_) tokens.push_back(bytes_to_byte_level(added->second->content));
+      else tokens.push_back(token_text(id));
     }
     if (decoder_) {
       decoder_->apply(tokens);
@@ -746,6 +760,7 @@ class HfTokenizer : public Tokenizer {
   std::unique_ptr<PreTokenizer> pre_tokenizer_;
   std::unique_ptr<Decoder> decoder_;
   Template post_;
+  bool byte_level_decoder_ = false;
   std::int64_t vocab_size_ = 0;
   std::optional<std::int64_t> bos_id_;
   std::optional<std::int64_t> eos_id_;
@@ -790,11 +805,11 @@ json read_config(const std::optional<fs::path>& path) {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_hf_tokenizer(const fs::path& tokenizer_json, const std::optional<fs::path>& tokenizer_config) {
-  const json spec = read_json_file(tokenizer_json);
-  const json config = read_config(tokenizer_config);
-  return with_json_context(tokenizer_json.string(), [&]() -> std::unique_ptr<Tokenizer> {
+std::unique_ptr<Tokenizer> load_hf_tokenizer_from_json(const json& spec, const json& config,
+                                                       const std::string& source_description) {
+  return with_json_context(source_description, [&]() -> std::unique_ptr<Tokenizer> {
     if (!spec.is_object() || !spec.contains("model")) throw_error(ErrorKind::kCorruptInput, "no 'model' object");
+    if (!config.is_object()) throw_error(ErrorKind::kCorruptInput, "the tokenizer config is not a JSON object");
     const json& model = spec.at("model");
     const auto type = optional_field<std::string>(model, "type", "BPE");
     if (type != "BPE") throw_error(ErrorKind::kUnsupported, "model type '{}' (only BPE tokenizers are supported)", type);
@@ -831,6 +846,12 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer(const fs::path& tokenizer_json, con
                                          make_decoder(spec.value("decoder", json())),
                                          parse_post_processor(spec.value("post_processor", json())), config);
   });
+}
+
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const fs::path& tokenizer_json, const std::optional<fs::path>& tokenizer_config) {
+  const json spec = read_json_file(tokenizer_json);
+  const json config = read_config(tokenizer_config);
+  return load_hf_tokenizer_from_json(spec, config, tokenizer_json.string());
 }
 
 std::unique_ptr<Tokenizer> load_gpt2_bpe_tokenizer(const fs::path& vocab_json, const fs::path& merges_txt,

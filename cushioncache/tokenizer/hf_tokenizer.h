@@ -8,6 +8,9 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "cushioncache/tokenizer/tokenizer.h"
 
@@ -15,6 +18,12 @@ namespace cushioncache {
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::filesystem::path& tokenizer_json,
                                              const std::optional<std::filesystem::path>& tokenizer_config);
+
+// The same from already-parsed JSON: `tokenizer` as in tokenizer.json, `config` as in
+// tokenizer_config.json (an empty object when there is none). Errors are prefixed with
+// `source_description` (a path, or where the JSON was built from).
+std::unique_ptr<Tokenizer> load_hf_tokenizer_from_json(const nlohmann::json& tokenizer, const nlohmann::json& config,
+                                                       const std::string& source_description);
 
 std::unique_ptr<Tokenizer> load_gpt2_bpe_tokenizer(const std::filesystem::path& vocab_json,
                                                    const std::filesystem::path& merges_txt,

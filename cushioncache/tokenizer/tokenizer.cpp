@@ -1,6 +1,8 @@
 #include "cushioncache/tokenizer/tokenizer.h"
 
 #include "cushioncache/core/error.h"
+#include "cushioncache/io/gguf.h"
+#include "cushioncache/tokenizer/gguf_tokenizer.h"
 #include "cushioncache/tokenizer/hf_tokenizer.h"
 #include "cushioncache/tokenizer/llama2c_tokenizer.h"
 
@@ -42,10 +44,12 @@ std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path) {
     throw_error(ErrorKind::kNotFound, "{}: no tokenizer.json, vocab.json + merges.txt, or encoder.json + vocab.bpe", path.string());
   }
   if (!fs::exists(path, ec)) throw_error(ErrorKind::kNotFound, "tokenizer {} does not exist", path.string());
+  // By content, not by name: a GGUF model file carries its tokenizer whatever it is called.
+  if (is_gguf_file(path)) return load_gguf_tokenizer(path);
   const std::string ext = path.extension().string();
   if (ext == ".json") return load_hf_tokenizer(path, path.parent_path() / "tokenizer_config.json");
   if (ext == ".bin") return load_llama2c_tokenizer(path);
-  throw_error(ErrorKind::kUnsupported, "{}: unknown tokenizer file type (expected tokenizer.json, a folder, or a llama2.c .bin)",
+  throw_error(ErrorKind::kUnsupported, "{}: unknown tokenizer file type (expected tokenizer.json, a folder, a GGUF file or a llama2.c .bin)",
               path.string());
 }
 

@@ -42,8 +42,9 @@ class Tokenizer {
 std::string describe_tokens(const Tokenizer& tokenizer, const std::vector<std::int64_t>& ids);
 
 // Loads from: a folder holding tokenizer.json (+ tokenizer_config.json), or vocab.json +
-// merges.txt, or encoder.json + vocab.bpe (GPT-2's files); a tokenizer.json file; or a
-// llama2.c tokenizer .bin. Errors name the file.
+// merges.txt, or encoder.json + vocab.bpe (GPT-2's files); a tokenizer.json file; a GGUF
+// file (recognised by its magic; gguf_tokenizer.h); or a llama2.c tokenizer .bin. Errors
+// name the file.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path);
 
 }  // namespace cushioncache

@@ -1,6 +1,8 @@
 #include "commands.h"
 
 #include <chrono>
+#include <sstream>
+#include <stdexcept>
 
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
@@ -12,10 +14,10 @@
 namespace cushioncache::cli {
 
 void ModelFlags::add_to(CLI::App& command, bool with_tokenizer) {
-  command.add_option("--model", model, "Hugging Face model folder or llama2.c .bin")->required();
+  command.add_option("--model", model, "Hugging Face model folder, llama.cpp .gguf file or llama2.c .bin")->required();
   if (with_tokenizer)
     command.add_option("--tokenizer", tokenizer,
-                       "tokenizer folder, tokenizer.json or llama2.c tok*.bin (default: beside the model)");
+                       "tokenizer folder, tokenizer.json, .gguf file or llama2.c tok*.bin (default: beside the model, or the .gguf model itself)");
   command.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
   command.add_option("--dtype", dtype, "auto (float32 on CPU, the checkpoint's dtype on CUDA), float32, bfloat16, float16")
       ->capture_default_str();
@@ -26,13 +28,17 @@ void ModelFlags::add_to(CLI::App& command, bool with_tokenizer) {
                      "--stream-blocks when the model does not fit)");
 }
 
-void add_rank_timeout_flag(CLI::App& command, int& seconds) {
-  command.add_option("--rank-timeout", seconds, "seconds a rank waits for the others when WORLD_SIZE > 1 (scripts/launch_ranks.sh, torchrun)")
+void RankFlags::add_to(CLI::App& command) {
+  command.add_option("--rank-timeout", timeout_seconds, "seconds a rank waits for the others when WORLD_SIZE > 1 (scripts/launch_ranks.sh, torchrun)")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  command.add_option("--dist-backend", backend, "collectives between ranks: nccl (GPUs, CUDA build), gloo, or auto (nccl for a CUDA device where "
+                     "this build has it, else gloo)")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "gloo", "nccl"}));
 }
 
-std::unique_ptr<ProcessGroup> join_ranks(int timeout_seconds) {
-  auto group = process_group_from_environment(std::chrono::seconds(timeout_seconds));
+std::unique_ptr<ProcessGroup> join_ranks(const RankFlags& ranks, const ModelFlags& model) {
+  auto group = process_group_from_environment(std::chrono::seconds(ranks.timeout_seconds), parse_dist_backend(ranks.backend),
+                                              device_for_rank(parse_device(model.device)));
   if (!group->is_leader()) log::set_level(log::Level::kWarn);
   return group;
 }
@@ -65,6 +71,24 @@ std::optional<Artifact> load_prefix_flags(CausalLM& float_model, const Tokenizer
   if (artifact.empty() && prefix_text == nullptr) return std::nullopt;
   if (!artifact.empty()) return load_artifact(artifact, float_model);
   return make_token_artifact(float_model, "text", tokenizer.encode(*prefix_text, BosPolicy::kYes));
+}
+
+std::vector<std::int64_t> parse_token_ids(std::string text, const std::string& flag) {
+  for (char& ch : text)
+    if (ch == ',') ch = ' ';
+  std::istringstream in(text);
+  std::vector<std::int64_t> ids;
+  std::string word;
+  while (in >> word) {
+    try {
+      std::size_t used = 0;
+      ids.push_back(std::stoll(word, &used));
+      if (used != word.size()) throw std::invalid_argument(word);
+    } catch (const std::exception&) {
+      throw_error(ErrorKind::kInvalidArgument, "{}: '{}' is not a token id", flag, word);
+    }
+  }
+  return ids;
 }
 
 std::string describe_prefix(const Artifact& prefix, const Tokenizer& tokenizer) {

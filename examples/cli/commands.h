@@ -1,9 +1,11 @@
 // The subcommands of the `cushioncache` CLI and the flags they share.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -34,12 +36,22 @@ std::optional<Artifact> load_prefix_flags(CausalLM& float_model, const Tokenizer
                                           const std::string* prefix_text);
 std::string describe_prefix(const Artifact& prefix, const Tokenizer& tokenizer);
 
-// --rank-timeout, for the commands that run as several processes.
-void add_rank_timeout_flag(CLI::App& command, int& seconds);
+// Token ids as the flag `flag` takes them: "1 5 9" or "1,5,9"; kInvalidArgument naming the
+// flag for a word that is not an integer.
+std::vector<std::int64_t> parse_token_ids(std::string text, const std::string& flag);
+
+// --rank-timeout and --dist-backend, for the commands that run as several processes.
+struct RankFlags {
+  int timeout_seconds = 300;
+  std::string backend = "auto";
+
+  void add_to(CLI::App& command);
+};
 // The ranks this process runs with (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from
-// scripts/launch_ranks.sh or torchrun; alone without them). Ranks other than 0 log
-// warnings only, and rank 0 alone writes files.
-std::unique_ptr<ProcessGroup> join_ranks(int timeout_seconds);
+// scripts/launch_ranks.sh or torchrun; alone without them), over the backend the flags
+// name for the device `model` runs on. Ranks other than 0 log warnings only, and rank 0
+// alone writes files.
+std::unique_ptr<ProcessGroup> join_ranks(const RankFlags& ranks, const ModelFlags& model);
 
 void add_generate_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);

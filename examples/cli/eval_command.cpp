@@ -15,7 +15,8 @@ namespace cushioncache::cli {
 void add_eval_command(CLI::App& app) {
   struct Flags {
     ModelFlags model;
-    std::string out, bos, prefix_text, prefix, exec = "fake";
+    std::string out, bos, prefix_text, prefix, exec = "fake", calibration_bos;
+    std::int64_t calibration_samples = 0, calibration_seq_len = 0;
     std::vector<std::string> ppl, tasks, quant;
     EvaluationPlan plan;
   };
@@ -29,12 +30,23 @@ void add_eval_command(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--quant", flags->quant,
                   "variants to evaluate, in order: float, a preset (w8a8-per-tensor-static, w8a8-per-tensor-dynamic, "
-                  "w8a8-per-token-dynamic, sq-o3, sq-o2, sq-o1), a recipe .yaml, or all (float + every preset); default float")
+                  "w8a8-per-token-dynamic, sq-o3, sq-o2, sq-o1, sq-o3-all, sq-o2-all, sq-o1-all), a recipe .yaml, or all "
+                  "(float + every preset); default float")
       ->delimiter(',');
   cmd->add_option("--exec", flags->exec,
                   "fake: fake quantization; int8: quantized variants run on the INT8 kernels (8-bit per-tensor activations, "
                   "8-bit symmetric weights; CPU, oneDNN)")
       ->capture_default_str()->check(CLI::IsMember({"fake", "int8"}));
+  cmd->add_option("--calibration-include-bos", flags->calibration_bos,
+                  "true|false: whether the BOS starting each calibration window counts toward static ranges and SmoothQuant "
+                  "(overrides the recipes' calibration.include_bos; default: theirs, true)")
+      ->check(CLI::IsMember({"true", "false"}));
+  cmd->add_option("--calibration-samples", flags->calibration_samples,
+                  "calibration windows of every recipe (overrides calibration.samples; default: theirs, 128)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--calibration-seq-len", flags->calibration_seq_len,
+                  "tokens per calibration window of every recipe (overrides calibration.seq_len; default: theirs, 512)")
+      ->check(CLI::Range(2, 1 << 20));
   cmd->add_option("--seq-len", flags->plan.seq_len, "perplexity window (default: min(2048, context - prefix))")->check(CLI::PositiveNumber);
   cmd->add_option("--max-windows", flags->plan.max_windows, "evaluate at most N windows per corpus")->check(CLI::PositiveNumber);
   cmd->add_option("--limit", flags->plan.limit, "first N items of each task")->check(CLI::PositiveNumber);
@@ -68,6 +80,9 @@ void add_eval_command(CLI::App& app) {
     }
     if (plan.variants.empty()) plan.variants = {"float"};
     plan.int8_execution = flags->exec == "int8";
+    if (!flags->calibration_bos.empty()) plan.calibration_include_bos = flags->calibration_bos == "true";
+    if (flags->calibration_samples > 0) plan.calibration_samples = flags->calibration_samples;
+    if (flags->calibration_seq_len > 0) plan.calibration_seq_len = flags->calibration_seq_len;
 
     auto tokenizer = flags->model.load_tokenizer();
     std::optional<Artifact> prefix;

@@ -1,6 +1,6 @@
+#include <algorithm>
 #include <cstdint>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -17,23 +17,25 @@
 namespace cushioncache::cli {
 namespace {
 
-// "1 5 9" or "1,5,9".
-std::vector<std::int64_t> parse_ids(std::string text) {
-  for (char& ch : text)
-    if (ch == ',') ch = ' ';
-  std::istringstream in(text);
-  std::vector<std::int64_t> ids;
-  std::string word;
-  while (in >> word) {
-    try {
-      std::size_t used = 0;
-      ids.push_back(std::stoll(word, &used));
-      if (used != word.size()) throw std::invalid_argument(word);
-    } catch (const std::exception&) {
-      throw_error(ErrorKind::kInvalidArgument, "--ids: '{}' is not a token id", word);
-    }
+// Rows of different lengths padded to one batch the way Hugging Face tokenizers pad:
+// pad id 0 on the chosen side, attention_mask 1 at real tokens.
+struct PaddedBatch {
+  at::Tensor ids;   // [B, T] int64
+  at::Tensor mask;  // [B, T] int64
+};
+
+PaddedBatch pad_rows(const std::vector<std::vector<std::int64_t>>& rows, bool left) {
+  std::size_t width = 0;
+  for (const auto& row : rows) width = std::max(width, row.size());
+  const auto B = static_cast<std::int64_t>(rows.size()), T = static_cast<std::int64_t>(width);
+  PaddedBatch batch{at::zeros({B, T}, at::kLong), at::zeros({B, T}, at::kLong)};
+  for (std::int64_t b = 0; b < B; ++b) {
+    const auto L = static_cast<std::int64_t>(rows[b].size());
+    const std::int64_t start = left ? T - L : 0;
+    batch.ids[b].narrow(0, start, L).copy_(at::tensor(rows[b], at::kLong));
+    batch.mask[b].narrow(0, start, L).fill_(1);
   }
-  return ids;
+  return batch;
 }
 
 }  // namespace
@@ -41,46 +43,97 @@ std::vector<std::int64_t> parse_ids(std::string text) {
 void add_logits_command(CLI::App& app) {
   struct Flags {
     ModelFlags model;
-    std::string ids, text, out;
+    std::vector<std::string> ids;
+    std::string text, out, padding = "right";
     std::int64_t prefix_length = 0;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
-      "logits", "Write the float32 logits of one sequence to a .safetensors file (for parity checks against other implementations)");
+      "logits", "Write the float32 logits of one sequence, or of a padded batch, to a .safetensors file (for parity checks against other implementations)");
   flags->model.add_to(*cmd, /*with_tokenizer=*/true);
-  auto* ids = cmd->add_option("--ids", flags->ids, "token ids, space- or comma-separated");
+  // One value per occurrence: "--ids '1 5 9' --ids '4 2'" is a batch of two rows.
+  auto* ids = cmd->add_option("--ids", flags->ids, "token ids, space- or comma-separated; given again, one more row of a padded batch")
+                  ->expected(1)
+                  ->allow_extra_args(false)
+                  ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   auto* text = cmd->add_option("--text", flags->text, "text to encode with the tokenizer instead (its BOS policy)");
   ids->excludes(text);
   text->excludes(ids);
+  cmd->add_option("--padding", flags->padding, "side the shorter rows of a batch are padded on (with attention_mask 0)")
+      ->capture_default_str()->check(CLI::IsMember({"left", "right"}));
   cmd->add_option("--prefix-length", flags->prefix_length,
-                  "also run the first N tokens as a cached prefix and the rest behind its KV (cached_logits)")
+                  "also run the first N tokens (of every row) as a cached prefix and the rest behind its KV (cached_logits)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--out", flags->out, "output .safetensors: input_ids [T], logits [T, vocab], cached_logits [T - N, vocab]")->required();
+  cmd->add_option("--out", flags->out,
+                  "output .safetensors: input_ids [T], logits [T, vocab], cached_logits [T - N, vocab]; for a batch the same with a "
+                  "leading [B] and attention_mask, cached_attention_mask")
+      ->required();
   cmd->callback([flags, ids, text] {
     if (ids->count() == 0 && text->count() == 0) throw CLI::RequiredError("--ids or --text");
     c10::NoGradGuard no_grad;
     auto model = flags->model.load_model();
-    const std::vector<std::int64_t> tokens =
-        ids->count() > 0 ? parse_ids(flags->ids) : flags->model.load_tokenizer()->encode(flags->text, BosPolicy::kAuto);
-    if (tokens.empty()) throw_error(ErrorKind::kInvalidArgument, "no tokens to run");
-    const auto T = static_cast<std::int64_t>(tokens.size());
-    if (flags->prefix_length >= T)
-      throw_error(ErrorKind::kInvalidArgument, "--prefix-length {} leaves no text of the {} tokens", flags->prefix_length, T);
+    std::vector<std::vector<std::int64_t>> rows;
+    if (ids->count() > 0) {
+      for (const std::string& row : flags->ids) rows.push_back(parse_token_ids(row, "--ids"));
+    } else {
+      rows.push_back(flags->model.load_tokenizer()->encode(flags->text, BosPolicy::kAuto));
+    }
+    const std::int64_t N = flags->prefix_length;
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+      const auto T = static_cast<std::int64_t>(rows[r].size());
+      if (T == 0) throw_error(ErrorKind::kInvalidArgument, "row {}: no tokens to run", r);
+      if (N >= T) throw_error(ErrorKind::kInvalidArgument, "--prefix-length {} leaves no text of the {} tokens of row {}", N, T, r);
+    }
 
-    const at::Tensor input = at::tensor(tokens, at::kLong);
-    std::vector<std::pair<std::string, at::Tensor>> tensors = {{"input_ids", input},
-                                                               {"logits", model->forward(input.unsqueeze(0)).logits.squeeze(0)}};
-    if (flags->prefix_length > 0) {
-      const std::vector<std::int64_t> prefix(tokens.begin(), tokens.begin() + flags->prefix_length);
-      const KVCache cache = compute_kv_cache(*model, prefix);
+    if (rows.size() == 1) {
+      const std::vector<std::int64_t>& tokens = rows.front();
+      const auto T = static_cast<std::int64_t>(tokens.size());
+      const at::Tensor input = at::tensor(tokens, at::kLong);
+      std::vector<std::pair<std::string, at::Tensor>> tensors = {{"input_ids", input},
+                                                                 {"logits", model->forward(input.unsqueeze(0)).logits.squeeze(0)}};
+      if (N > 0) {
+        const std::vector<std::int64_t> prefix(tokens.begin(), tokens.begin() + N);
+        const KVCache cache = compute_kv_cache(*model, prefix);
+        ForwardOptions options;
+        options.past = &cache;
+        const at::Tensor rest = input.narrow(0, N, T - N).unsqueeze(0);
+        tensors.emplace_back("cached_logits", model->forward(rest.to(model->device()), options).logits.squeeze(0));
+      }
+      write_safetensors(flags->out, tensors, {{"model_type", model->config().model_type}, {"prefix_length", std::to_string(N)}});
+      log::info("{} tokens: logits written to {}", T, flags->out);
+      return;
+    }
+
+    // A padded batch through the library's attention_mask: padding takes no position and
+    // no key slot, so each row's logits at its real tokens are those of the row alone.
+    const bool left = flags->padding == "left";
+    const PaddedBatch full = pad_rows(rows, left);
+    ForwardOptions full_options;
+    full_options.attention_mask = full.mask;
+    std::vector<std::pair<std::string, at::Tensor>> tensors = {
+        {"input_ids", full.ids}, {"attention_mask", full.mask}, {"logits", model->forward(full.ids, full_options).logits}};
+    if (N > 0) {
+      // The prefix (the first N tokens of every row) is unpadded; the rows' remainders are
+      // padded again on the same side and run behind the prefix's [B] KV.
+      std::vector<std::vector<std::int64_t>> prefixes, rests;
+      for (const auto& row : rows) {
+        prefixes.emplace_back(row.begin(), row.begin() + N);
+        rests.emplace_back(row.begin() + N, row.end());
+      }
+      ForwardOptions prefix_options;
+      prefix_options.return_cache = true;
+      const KVCache cache = model->forward(pad_rows(prefixes, left).ids, prefix_options).cache;
+      const PaddedBatch rest = pad_rows(rests, left);
       ForwardOptions options;
       options.past = &cache;
-      const at::Tensor rest = input.narrow(0, flags->prefix_length, T - flags->prefix_length).unsqueeze(0);
-      tensors.emplace_back("cached_logits", model->forward(rest.to(model->device()), options).logits.squeeze(0));
+      options.attention_mask = rest.mask;
+      tensors.emplace_back("cached_input_ids", rest.ids);
+      tensors.emplace_back("cached_attention_mask", rest.mask);
+      tensors.emplace_back("cached_logits", model->forward(rest.ids, options).logits);
     }
     write_safetensors(flags->out, tensors,
-                      {{"model_type", model->config().model_type}, {"prefix_length", std::to_string(flags->prefix_length)}});
-    log::info("{} tokens: logits written to {}", T, flags->out);
+                      {{"model_type", model->config().model_type}, {"prefix_length", std::to_string(N)}, {"padding", flags->padding}});
+    log::info("{} rows padded on the {} to {} tokens: logits written to {}", rows.size(), flags->padding, full.ids.size(1), flags->out);
   });
 }
 

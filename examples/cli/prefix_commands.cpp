@@ -29,7 +29,7 @@ void add_search_command(CLI::App& app) {
     std::string seed = "bos", objective = "quant_error", spec = "a8-per-tensor-dynamic-asym", max_memory, out;
     std::vector<std::string> sites = {"block_input"};
     bool exhaustive = false, resume = false;
-    int rank_timeout = 300;
+    RankFlags ranks;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand("search", "Greedy prefix search (exact pruning); writes a prefix artifact");
@@ -49,11 +49,11 @@ void add_search_command(CLI::App& app) {
   cmd->add_flag("--exhaustive", flags->exhaustive, "no pruning (for comparisons: the result is the same, only slower)");
   cmd->add_option("--state", flags->options.state_file, "state file for resuming (default: <out>.search.json)");
   cmd->add_flag("--resume", flags->resume, "continue from the state file");
-  add_rank_timeout_flag(*cmd, flags->rank_timeout);
+  flags->ranks.add_to(*cmd);
   cmd->add_option("--out", flags->out, "the prefix artifact to write")->required();
   cmd->callback([flags] {
     // Several ranks share the candidates of every step; rank 0 writes the files.
-    auto group = join_ranks(flags->rank_timeout);
+    auto group = join_ranks(flags->ranks, flags->model);
     SearchOptions options = flags->options;
     if (group->world_size() > 1) options.group = group.get();
     options.prune = !flags->exhaustive;
@@ -80,7 +80,7 @@ void add_tune_command(CLI::App& app) {
     TuningOptions options;
     std::string prefix, quant = "w8a8-per-tensor-static", out;
     bool resume = false;
-    int rank_timeout = 300;
+    RankFlags ranks;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand("tune", "Quantization-aware tuning of a prefix's KV; writes the CushionCache artifact");
@@ -100,11 +100,11 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("--checkpoint-every", flags->options.checkpoint_every, "steps between checkpoints (also saved on SIGINT and at the end)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_flag("--resume", flags->resume, "continue from the checkpoint");
-  add_rank_timeout_flag(*cmd, flags->rank_timeout);
+  flags->ranks.add_to(*cmd);
   cmd->add_option("--out", flags->out, "the tuned artifact to write")->required();
   cmd->callback([flags] {
     // Several ranks split every batch (data-parallel); rank 0 writes the files.
-    auto group = join_ranks(flags->rank_timeout);
+    auto group = join_ranks(flags->ranks, flags->model);
     TuningOptions options = flags->options;
     if (group->world_size() > 1) options.group = group.get();
     if (options.checkpoint_file.empty()) options.checkpoint_file = flags->out + ".checkpoint.safetensors";

@@ -28,14 +28,15 @@ foreach(name llama2 llama3 gpt2)
   endforeach()
 endforeach()
 
-# --file reads the text from a file; --bos no drops LLaMA-2's BOS, --bos yes adds LLaMA-3's.
+# --file reads the text from a file; --bos no drops Mistral's BOS (the shared data's folder
+# tokenizers/llama2 holds Mistral-7B's vocabulary), --bos yes adds LLaMA-3's.
 set(tmp "${CMAKE_CURRENT_BINARY_DIR}/tokenize_input.txt")
 file(WRITE "${tmp}" "Hello world")
 cc_run(tokenize --tokenizer "${DATA}/tokenizers/llama2" --file "${tmp}" --bos no)
 cc_expect_rc(0 "tokenize --file --bos no")
 string(STRIP "${OUT}" got)
 if(NOT got STREQUAL "22557 1526")
-  message(FATAL_ERROR "llama2 --bos no: got '${got}'")
+  message(FATAL_ERROR "Mistral's tokenizer (tokenizers/llama2) --bos no: got '${got}'")
 endif()
 cc_run(tokenize --tokenizer "${DATA}/tokenizers/llama3/tokenizer.json" --text "Hello world" --bos yes)
 string(STRIP "${OUT}" got)

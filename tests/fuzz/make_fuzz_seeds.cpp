@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -21,6 +22,7 @@
 #include "cushioncache/io/safetensors.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/quant/recipe.h"
+#include "support/gguf_writer.h"
 #include "support/test_models.h"
 
 namespace fs = std::filesystem;
@@ -179,6 +181,37 @@ int main(int argc, char** argv) {
              json{{"add_bos_token", true}, {"add_eos_token", true}, {"bos_token", {{"content", "<s>"}, {"special", true}}},
                   {"eos_token", "</s>"}}
                  .dump(2));
+    // GGUF: our writer's sample (every metadata type), a tensor of every type we dequantize,
+    // and the start of the real SmolLM2 header (its metadata and vocabulary).
+    add_seed(out / "gguf", "sample.gguf", cc::testing::sample_gguf().bytes());
+    {
+      cc::testing::GgufWriter every_type;
+      every_type.add("general.architecture", cc::testing::GgufValue::string("llama"));
+      for (std::uint32_t type = 0; type < 64; ++type) {
+        const cc::GgmlTypeTraits* traits = cc::ggml_type_traits(type);
+        if (traits == nullptr) continue;
+        std::string data(static_cast<std::size_t>(traits->block_bytes), '\0');
+        for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 37 + type) & 0x3f);  // small, finite scales
+        every_type.add_tensor({traits->name, {static_cast<std::uint64_t>(traits->block_elements)}, type, data, std::nullopt});
+      }
+      add_seed(out / "gguf", "every_type.gguf", every_type.bytes());
+    }
+    {
+      const char* model_dir = std::getenv("CC_MODEL_DIR");
+      const char* home = std::getenv("HOME");
+      const fs::path model = (model_dir != nullptr && *model_dir != '\0' ? fs::path(model_dir)
+                                                                         : fs::path(home != nullptr ? home : "/root") / ".cache/cushioncache/models") /
+                             "SmolLM2-135M-Instruct.Q4_1.gguf";
+      if (fs::exists(model)) {
+        std::ifstream in(model, std::ios::binary);
+        std::string head(16 << 10, '\0');  // the header and the first tokens: a fuzzer-sized seed
+        in.read(head.data(), static_cast<std::streamsize>(head.size()));
+        head.resize(static_cast<std::size_t>(in.gcount()));
+        add_seed(out / "gguf", "smollm2_header.gguf", head);
+      } else {
+        std::fprintf(stderr, "make_fuzz_seeds: %s not found; its GGUF seed is left out\n", model.c_str());
+      }
+    }
     fs::remove_all(scratch);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "make_fuzz_seeds: %s\n", e.what());

@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cushioncache/core/error.h"
+#include "cushioncache/core/log.h"
 
 namespace cushioncache::kernels::cuda {
 
@@ -18,6 +19,10 @@ void check_cuda(int code, const char* what) {
 
 void fail_cuda_library(const char* library, int status, const char* status_text, const char* what) {
   throw_error(ErrorKind::kInternal, "{}: {} status {} ({})", what, library, status, status_text != nullptr ? status_text : "no text");
+}
+
+void warn_cleanup_failure(const char* library, int status, const char* status_text, const char* call) {
+  log::warn("{}: {} status {} ({}) while releasing resources; continuing", call, library, status, status_text != nullptr ? status_text : "no text");
 }
 
 }  // namespace cushioncache::kernels::cuda

@@ -41,6 +41,12 @@ struct GemmS8S8 {
 
 enum class GemmBackend { kAuto, kTensorCore, kCublasLt };
 
+// The largest K whose int32 sums are exact whatever the values: |a * w| <= 255 * 128 for
+// uint8 activations, 128 * 128 for int8 ones, and (2^31 - 1) / that, rounded down.
+// Larger K is refused before anything runs (the sums, the row sums and the zero-point
+// correction are all int32).
+inline constexpr std::int64_t kGemmMaxKUnsigned = 65793, kGemmMaxKSigned = 131071;
+
 // sums[r] = sum_k w[r, k] for an int8 [n, k] matrix: the asymmetric-activation correction,
 // computed once per weight.
 void weight_row_sums(const std::int8_t* w, std::int64_t n, std::int64_t k, std::int32_t* sums, Stream stream);
@@ -52,13 +58,24 @@ void weight_row_sums(const std::int8_t* w, std::int64_t n, std::int64_t k, std::
 // reaches the output instead of vanishing in the abs-max.
 void scale_from_absmax(const float* absmax, const unsigned* nan_count, int qmax, float* scale, Stream stream);
 
-// Why `problem` cannot run on `backend` (nullptr when it can): alignment, K a multiple of
-// 16 (of 4 for cuBLASLt), null pointers, missing row sums, asymmetric on cuBLASLt.
+// params_for_range's asymmetric scale and zero-point (quant/fake_quant.h) from a device
+// min and max (one float each), on the device: no host synchronisation, and the division
+// exact as on the CPU (ATen's CUDA division by a host scalar multiplies by its reciprocal,
+// one ulp off, which moved some inputs to the neighbouring integer). NaN propagates.
+void asymmetric_params_from_range(const float* min, const float* max, int qmin, int qmax, float* scale, float* zero_point, Stream stream);
+
+// Why `problem` cannot run on `backend` (nullptr when it can): K above the int32 bound,
+// alignment, K a multiple of 16 (of 4 for cuBLASLt), null pointers, missing row sums,
+// asymmetric on cuBLASLt.
 const char* gemm_unsupported_reason(const GemmS8S8& problem, GemmBackend backend);
 
 // Runs the GEMM; kInvalidArgument naming the precondition when it cannot. Owns the
-// cuBLASLt handle, its workspace and the int32 buffer of the cuBLASLt path, so keep one
-// per stream and reuse it (not thread-safe).
+// cuBLASLt handle, its workspace and the int32 buffer of the cuBLASLt path, which live on
+// the device current at its first cuBLASLt call (another device later is refused): keep
+// one per (device, stream) and reuse it, as shared_runner does. Thread-safe. A call on
+// another stream than the previous one waits for the previous stream's work on those
+// buffers, so mixing streams is correct, only serialised. Destroy a runner before the
+// streams it ran on (its destructor frees in stream order on the last one).
 class Int8GemmRunner {
  public:
   Int8GemmRunner();
@@ -80,5 +97,9 @@ class Int8GemmRunner {
   struct State;
   std::unique_ptr<State> state_;
 };
+
+// The process-wide runner for (device, stream): made on first use, kept until the process
+// ends. The LibTorch ops layer (int8_ops.h) runs every GEMM through it. Thread-safe.
+Int8GemmRunner& shared_runner(int device, Stream stream);
 
 }  // namespace cushioncache::kernels::cuda

@@ -4,7 +4,9 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/DeviceGuard.h>
-#include <c10/core/impl/VirtualGuardImpl.h>
+#ifdef CC_TORCH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 #include "cushioncache/core/error.h"
 #include "cushioncache/kernels/cuda/int8_gemm_kernels.h"
@@ -24,13 +26,13 @@ FloatType float_type(at::ScalarType type) {
   }
 }
 
-// LibTorch's current stream on `device`, so the kernels order with the model's other work.
+// LibTorch's current stream on `device`, so the kernels order with the model's other work
+// (and with a caller's stream guard).
 Stream current_stream(const c10::Device& device) {
-#ifdef CC_TORCH_HAS_STREAM_HANDLE
-  return static_cast<Stream>(c10::impl::VirtualGuardImpl(device.type()).getStream(device).stream_handle());
+#ifdef CC_TORCH_CUDA
+  return static_cast<Stream>(c10::cuda::getCurrentCUDAStream(device.index()).stream());
 #else
-  // LibTorch before Stream::stream_handle(): the default stream, which is the current
-  // one unless the caller set another.
+  // A CPU LibTorch (no CUDA tensors, only the kernel tests): the default stream.
   (void)device;
   return nullptr;
 #endif
@@ -51,7 +53,9 @@ at::Tensor cuda_int8_linear(const at::Tensor& x, const at::Tensor& weight, const
   const auto [qmin, qmax] = integer_range(input_spec);
   const at::TensorOptions floats = x3.options().dtype(at::kFloat);
   at::Tensor q = at::empty({rows, in}, x3.options().dtype(unsigned_input ? at::kByte : at::kChar));
-  thread_local Int8GemmRunner runner;
+  // One runner per (device, stream): its cuBLASLt buffers are stream-ordered on one stream of
+  // one device, which a per-thread runner would carry across streams and devices.
+  Int8GemmRunner& runner = shared_runner(static_cast<int>(x.device().index()), stream);
   for (std::int64_t g = 0; g < groups && rows > 0; ++g) {
     const at::Tensor xg = x3[g];
     at::Tensor scale, zero_point;
@@ -68,10 +72,15 @@ at::Tensor cuda_int8_linear(const at::Tensor& x, const at::Tensor& weight, const
       scale_from_absmax(absmax_value.data_ptr<float>(), reinterpret_cast<const unsigned*>(nans.data_ptr<int>()), static_cast<int>(qmax),
                         scale.data_ptr<float>(), stream);
     } else {
+      // params_for_range's arithmetic on the device, dividing exactly: through ATen, its
+      // division by the host scalar 255 would be a multiplication by the reciprocal on
+      // CUDA, one ulp off the CPU's scale.
       const auto [lo, hi] = at::aminmax(xg);
-      const QuantParams p = params_for_range(lo.reshape({1}), hi.reshape({1}), input_spec);
-      scale = p.scale.contiguous();
-      zero_point = p.zero_point.contiguous();
+      const at::Tensor lo_f = lo.reshape({1}).to(at::kFloat).contiguous(), hi_f = hi.reshape({1}).to(at::kFloat).contiguous();
+      scale = at::empty({1}, floats);
+      zero_point = at::empty({1}, floats);
+      asymmetric_params_from_range(lo_f.data_ptr<float>(), hi_f.data_ptr<float>(), static_cast<int>(qmin), static_cast<int>(qmax),
+                                   scale.data_ptr<float>(), zero_point.data_ptr<float>(), stream);
     }
     quantize_per_tensor(xg.data_ptr(), type, xg.numel(), scale.data_ptr<float>(), zero_point.data_ptr<float>(), static_cast<int>(qmin),
                         static_cast<int>(qmax), q.data_ptr(), unsigned_input, stream);

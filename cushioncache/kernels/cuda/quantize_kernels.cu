@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "cushioncache/kernels/cuda/cuda_check.h"
+#include "cushioncache/kernels/cuda/quantize_math.h"
 
 namespace cushioncache::kernels::cuda {
 namespace {
@@ -92,16 +93,14 @@ __global__ void absmax_per_row_kernel(const T* __restrict__ x, std::int64_t cols
 }
 
 template <typename T, typename Q>
-__global__ void quantize_kernel(const T* __restrict__ x, std::int64_t n, const float* scale, const float* zero_point, int qmin, int qmax,
+__global__ void quantize_kernel(const T* __restrict__ x, std::int64_t n, const float* scale, const float* zero_point, float qmin, float qmax,
                                 Q* __restrict__ out) {
-  const float s = *scale;
-  const int z = __float2int_rn(*zero_point);
+  const float s = *scale, z = *zero_point;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    // __fdiv_rn and __float2int_rn: IEEE division, then round half to even, as the CPU path.
-    const int q = __float2int_rn(__fdiv_rn(to_float(x[i]), s)) + z;
-    out[i] = static_cast<Q>(min(max(q, qmin), qmax));
-  }
+  // quantize_element clamps in float before converting, as the CPU does: an integer
+  // addition of the zero-point after the rounding overflowed for huge or infinite x.
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    out[i] = static_cast<Q>(quantize_element(to_float(x[i]), s, z, qmin, qmax));
 }
 
 int grid_for(std::int64_t work) {
@@ -165,11 +164,11 @@ void quantize_per_tensor(const void* x, FloatType type, std::int64_t n, const fl
   dispatch(type, [&](auto tag) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
     if (out_unsigned)
-      quantize_kernel<T, std::uint8_t><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), n, scale, zero_point, qmin, qmax,
-                                                                             static_cast<std::uint8_t*>(out));
+      quantize_kernel<T, std::uint8_t><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), n, scale, zero_point, static_cast<float>(qmin),
+                                                                             static_cast<float>(qmax), static_cast<std::uint8_t*>(out));
     else
-      quantize_kernel<T, std::int8_t><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), n, scale, zero_point, qmin, qmax,
-                                                                            static_cast<std::int8_t*>(out));
+      quantize_kernel<T, std::int8_t><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), n, scale, zero_point, static_cast<float>(qmin),
+                                                                            static_cast<float>(qmax), static_cast<std::int8_t*>(out));
   });
   check_cuda(cudaGetLastError(), "quantize_per_tensor: launch");
 }

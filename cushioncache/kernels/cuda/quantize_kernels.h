@@ -32,7 +32,9 @@ void absmax_per_row(const void* x, FloatType type, std::int64_t rows, std::int64
 
 // q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax) for n elements, with
 // scale and zero_point single floats in device memory; out is int8 (qmin >= -128,
-// qmax <= 127) or uint8 (qmin >= 0, qmax <= 255) as `out_unsigned` says.
+// qmax <= 127) or uint8 (qmin >= 0, qmax <= 255) as `out_unsigned` says. The arithmetic
+// is the CPU's, in float32 and in its order (quantize_math.h): huge and infinite inputs
+// saturate at their own end, and NaN gives 0, as LibTorch's CPU conversion does.
 void quantize_per_tensor(const void* x, FloatType type, std::int64_t n, const float* scale, const float* zero_point, int qmin,
                          int qmax, void* out, bool out_unsigned, Stream stream);
 

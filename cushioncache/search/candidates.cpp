@@ -1,0 +1,48 @@
+#include "cushioncache/search/candidates.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "cushioncache/core/error.h"
+#include "cushioncache/quant/calibration.h"
+
+namespace cushioncache {
+
+nlohmann::json to_json(const FrequentCandidates& o) {
+  return {{"frequent", o.count}, {"data", o.data},   {"samples", o.samples},
+          {"seq_len", o.seq_len}, {"seed", o.seed}, {"delimiters", o.delimiters}};
+}
+
+std::vector<std::int64_t> frequent_token_candidates(const Tokenizer& tokenizer, const FrequentCandidates& options) {
+  if (options.count < 0) throw_error(ErrorKind::kInvalidConfig, "the candidate count must be >= 0, got {}", options.count);
+  CalibrationOptions texts;
+  texts.data = options.data;
+  texts.samples = options.samples;
+  texts.seq_len = options.seq_len;
+  texts.seed = options.seed;
+  std::map<std::int64_t, std::int64_t> counts;
+  for (const auto& sequence : build_calibration_set(tokenizer, texts, options.seq_len, BosPolicy::kNo).sequences)
+    for (std::int64_t t : sequence) ++counts[t];
+  std::vector<std::pair<std::int64_t, std::int64_t>> ranked(counts.begin(), counts.end());
+  std::sort(ranked.begin(), ranked.end(),
+            [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+
+  std::vector<std::int64_t> tokens;
+  std::set<std::int64_t> seen;
+  auto add = [&](std::int64_t t) {
+    if (!tokenizer.is_special(t) && seen.insert(t).second) tokens.push_back(t);
+  };
+  for (const auto& [token, count] : ranked) {
+    if (static_cast<std::int64_t>(tokens.size()) >= options.count) break;
+    add(token);
+  }
+  if (options.delimiters)
+    for (const char* d : {".", ",", ";", ":", "!", "?", "\n", "\n\n", " ", "-", "\"", "'", "(", ")"})
+      for (std::int64_t t : tokenizer.encode(d, BosPolicy::kNo)) add(t);
+  return tokens;
+}
+
+}  // namespace cushioncache

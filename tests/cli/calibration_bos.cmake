@@ -1,0 +1,96 @@
+# Whether the BOS that starts every calibration window counts toward the static ranges:
+# `eval --calibration-include-bos false` calibrates without it and records so; `run` with
+# `calibration: {include_bos: both}` reports the no-prefix quantized row both ways, and
+# every run report carries the definitions table (this recipe vs the paper vs
+# SmoothQuant's reference) with the known differences from the paper marked.
+include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
+set(MODEL "${DATA}/models/stories260K")
+cc_require_file("${MODEL}/stories260K.bin")
+cc_require_file("${DATA}/text/wikitext-2-raw/wiki.test.gptq.txt")
+cc_require_file("${DATA}/text/c4/c4_validation_2k.jsonl")
+if(CC_SKIPPED)
+  return()
+endif()
+set(dir "${CMAKE_CURRENT_BINARY_DIR}/calibration_bos_test")
+file(REMOVE_RECURSE "${dir}")
+file(MAKE_DIRECTORY "${dir}")
+set(M --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin")
+
+cc_run(eval ${M} --ppl wikitext2 --seq-len 128 --max-windows 2 --quant w8a8-per-tensor-static --calibration-include-bos false
+       --out "${dir}/eval.json")
+cc_expect_rc(0 "eval --calibration-include-bos false")
+file(READ "${dir}/eval.json" json)
+string(JSON calibration GET "${json}" runs 0 calibration)
+string(JSON include_bos GET "${json}" runs 0 recipe calibration include_bos)
+string(JSON weights GET "${json}" runs 0 recipe calibration weights)
+if(NOT calibration MATCHES "BOS first, not counted" OR NOT include_bos STREQUAL "OFF" OR NOT weights STREQUAL "float")
+  message(FATAL_ERROR "eval did not record the calibration settings: '${calibration}' include_bos=${include_bos} weights=${weights}")
+endif()
+cc_run(eval ${M} --quant w8a8-per-tensor-static --calibration-include-bos sometimes)
+cc_expect_rc(2 "a bad --calibration-include-bos")
+
+file(WRITE "${dir}/run.yaml" "
+model: ${MODEL}/stories260K.bin
+tokenizer: ${MODEL}/tok512.bin
+quant: w8a8-per-tensor-static
+eval: {ppl: [wikitext2], seq_len: 128, max_windows: 2}
+baselines: []
+search: {max_length: 2, text_tokens: 64, batch_size: 64}
+tuning: {enabled: false}
+inspect: {samples: 1, seq_len: 64}
+calibration: {include_bos: both}
+")
+cc_run(run --config "${dir}/run.yaml" --out "${dir}/out")
+cc_expect_rc(0 "run with calibration.include_bos: both")
+file(READ "${dir}/out/results.json" json)
+string(JSON n LENGTH "${json}" rows)
+math(EXPR last "${n} - 1")
+set(settings "")
+foreach(i RANGE ${last})
+  string(JSON setting GET "${json}" rows ${i} setting)
+  string(JSON calibration ERROR_VARIABLE none GET "${json}" rows ${i} calibration)
+  list(APPEND settings "${setting}")
+  if(setting STREQUAL "no prefix, BOS counted, w8a8-per-tensor-static" AND NOT calibration MATCHES "BOS first\\)")
+    message(FATAL_ERROR "the BOS-counted row calibrated otherwise: ${calibration}")
+  endif()
+  if(setting STREQUAL "no prefix, BOS not counted, w8a8-per-tensor-static" AND NOT calibration MATCHES "BOS first, not counted")
+    message(FATAL_ERROR "the BOS-not-counted row calibrated otherwise: ${calibration}")
+  endif()
+endforeach()
+foreach(expected "no prefix, float" "no prefix, BOS counted, w8a8-per-tensor-static" "no prefix, BOS not counted, w8a8-per-tensor-static"
+                 "searched prefix, w8a8-per-tensor-static")
+  list(FIND settings "${expected}" found)
+  if(found EQUAL -1)
+    message(FATAL_ERROR "results.json lacks the row '${expected}': ${settings}")
+  endif()
+endforeach()
+
+# The definitions: six of them; per-channel weights and C4 calibration differ from the paper.
+string(JSON d LENGTH "${json}" definitions)
+if(NOT d EQUAL 6)
+  message(FATAL_ERROR "results.json has ${d} definitions, expected 6")
+endif()
+set(differing "")
+math(EXPR last "${d} - 1")
+foreach(i RANGE ${last})
+  string(JSON what GET "${json}" definitions ${i} what)
+  string(JSON differs GET "${json}" definitions ${i} differs_from_paper)
+  if(differs)
+    list(APPEND differing "${what}")
+  endif()
+endforeach()
+if(NOT differing STREQUAL "weight granularity;calibration data")
+  message(FATAL_ERROR "unexpected differences from the paper: '${differing}'")
+endif()
+file(READ "${dir}/out/report.md" report)
+if(NOT report MATCHES "## Definitions: recipe `w8a8-per-tensor-static`" OR NOT report MATCHES "w8-per-channel-sym \\*\\*\\(differs from the paper\\)\\*\\*"
+   OR NOT report MATCHES "include_bos: both")
+  message(FATAL_ERROR "report.md lacks the definitions:\n${report}")
+endif()
+
+file(WRITE "${dir}/bad.yaml" "model: ${MODEL}/stories260K.bin\ncalibration: {include_bos: sometimes}\n")
+cc_run(run --config "${dir}/bad.yaml" --out "${dir}/bad")
+cc_expect_rc(2 "run with a bad calibration.include_bos")
+if(NOT ERR MATCHES "bad.yaml:2" OR NOT ERR MATCHES "calibration.include_bos")
+  message(FATAL_ERROR "the error does not name the file, line and key: ${ERR}")
+endif()
