@@ -12,8 +12,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-30}
 build=${CC_SANITIZE_BUILD_DIR:-"$root/build-sanitize"}
 "$root/scripts/setup.sh" reliability
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+# As scripts/build.sh: another clone of the same sources hits the cache. This build has
+# debug info, which would put the build folder into the hash; its paths in the debug info
+# then name the first clone that compiled it.
+export CCACHE_BASEDIR=$root CCACHE_NOHASHDIR=1
 CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCC_BUILD_FUZZERS=ON \
-  -DCC_BUILD_EXAMPLES=OFF -DCC_BUILD_BENCHMARKS=OFF -DCC_BUILD_CUDA_KERNELS=OFF
+  -DCC_BUILD_EXAMPLES=OFF -DCC_BUILD_BENCHMARKS=OFF -DCC_BUILD_CUDA_KERNELS=OFF "${launcher[@]}"
 cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)"
 
 export ASAN_OPTIONS="abort_on_error=1:${ASAN_OPTIONS:-}"
