@@ -47,6 +47,26 @@ if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
   endforeach()
 endif()
 find_package(Torch REQUIRED)
+# PyTorch's wheels export the std::filesystem functions of the libstdc++ they link in
+# statically (pytorch/pytorch#133437, still so in 2.11: libtorch.so and libtorch_cpu.so).
+# A program names libtorch before libstdc++, so its own std::filesystem calls bind to
+# those copies, which jump to null (remove_all segfaults). Naming libstdc++ first in every
+# program that links us keeps those calls in the system library; a public link option of
+# the library, so that installed consumers get it too (cushioncache/CMakeLists.txt).
+set(CC_LIBSTDCXX_FIRST FALSE)
+find_library(CC_LIBTORCH_CPU torch_cpu PATHS "${TORCH_INSTALL_PREFIX}/lib" NO_DEFAULT_PATH)
+find_program(CC_NM nm)
+if(CC_LIBTORCH_CPU AND CC_NM)
+  execute_process(COMMAND "${CC_NM}" -D --defined-only "${CC_LIBTORCH_CPU}" OUTPUT_VARIABLE cc_torch_symbols ERROR_QUIET)
+  if(cc_torch_symbols MATCHES " [TW] _ZNSt10filesystem")
+    set(CC_LIBSTDCXX_FIRST TRUE)
+    message(STATUS "LibTorch exports libstdc++'s std::filesystem: programs name libstdc++ before it")
+  endif()
+  unset(cc_torch_symbols)
+elseif(CC_TORCH_PYTHON)
+  set(CC_LIBSTDCXX_FIRST TRUE)  # no nm to look: a wheel's LibTorch is assumed to (harmless if not)
+endif()
+
 # Whether this LibTorch was built with CUDA (libtorch_cuda): the CUDA ops layer, NCCL and
 # the one-runtime linking depend on it.
 set(CC_TORCH_HAS_CUDA FALSE)
@@ -110,17 +130,24 @@ if(CC_ONEDNN_INCLUDE_DIR AND CC_ONEDNN_LIBRARY)
     add_library(cc_onednn INTERFACE)
     set(cc_onednn_include "${CC_ONEDNN_INCLUDE_DIR}")
     find_file(CC_TORCH_ONEDNN_HEADER oneapi/dnnl/dnnl.hpp PATHS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
+    set(CC_ONEDNN_ISOLATED FALSE)
     if(CC_TORCH_ONEDNN_HEADER AND NOT CC_TORCH_ONEDNN_HEADER STREQUAL "${CC_ONEDNN_INCLUDE_DIR}/oneapi/dnnl/dnnl.hpp")
-      # PyTorch 2.x's include folder ships oneDNN 3.x headers (its own copy is linked in
-      # statically, symbols hidden); as -isystem they would shadow the 2.x headers of the
-      # library we link. A plain -I folder is searched first, but GCC drops -I/usr/include,
-      # so the 2.x headers are reached through a link in the build tree.
+      # A LibTorch with its own oneDNN (PyTorch's wheel: 3.x, linked into libtorch_cpu).
+      # Its headers sit in LibTorch's include folder and, as -isystem, would shadow the
+      # 2.x headers of the library we use; a plain -I folder is searched first, but GCC
+      # drops -I/usr/include, so the 2.x headers are reached through a link in the build
+      # tree. And its symbols clash at run time (kernels/onednn_isolated.h): the 2.x
+      # library is loaded on its own instead of linked.
       set(cc_onednn_include "${CMAKE_BINARY_DIR}/onednn-include")
       file(MAKE_DIRECTORY "${cc_onednn_include}")
       file(CREATE_LINK "${CC_ONEDNN_INCLUDE_DIR}/oneapi" "${cc_onednn_include}/oneapi" SYMBOLIC)
+      set(CC_ONEDNN_ISOLATED TRUE)
+      get_filename_component(CC_ONEDNN_LIBRARY_FILE "${CC_ONEDNN_LIBRARY}" REALPATH)
+      target_link_libraries(cc_onednn INTERFACE ${CMAKE_DL_LIBS})
+    else()
+      target_link_libraries(cc_onednn INTERFACE "${CC_ONEDNN_LIBRARY}")
     endif()
     target_include_directories(cc_onednn INTERFACE "${cc_onednn_include}")
-    target_link_libraries(cc_onednn INTERFACE "${CC_ONEDNN_LIBRARY}")
   else()
     message(WARNING "oneDNN ${cc_onednn_major}.x found; the CPU INT8 GEMM is written for the 2.x API and is left out")
   endif()

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <map>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -10,6 +11,9 @@
 
 #if defined(CC_HAVE_ONEDNN)
 #include <oneapi/dnnl/dnnl.hpp>
+#endif
+#if defined(CC_ONEDNN_ISOLATED)
+#include "cushioncache/kernels/onednn_isolated.h"  // beside a LibTorch with its own oneDNN
 #endif
 
 namespace cushioncache::kernels {
@@ -66,7 +70,9 @@ struct Backend {
 }  // namespace
 
 bool cpu_int8_gemm_available() {
-#if defined(CC_HAVE_ONEDNN)
+#if defined(CC_ONEDNN_ISOLATED)
+  return isolated_onednn_loaded();
+#elif defined(CC_HAVE_ONEDNN)
   return true;
 #else
   return false;
@@ -75,6 +81,10 @@ bool cpu_int8_gemm_available() {
 
 void int8_gemm_cpu(const Int8Gemm& p) {
   check_problem(p);
+#if defined(CC_ONEDNN_ISOLATED)
+  if (std::string why; !isolated_onednn_loaded(&why))
+    throw_error(ErrorKind::kUnsupported, "int8 gemm on CPU needs oneDNN 2.x (libdnnl.so.2), which could not be loaded: {}", why);
+#endif
 #if defined(CC_HAVE_ONEDNN)
   thread_local Backend backend;
   using dt = dnnl::memory::data_type;

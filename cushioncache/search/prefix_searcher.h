@@ -41,7 +41,7 @@ struct SearchOptions {
   ObjectiveOptions objective;
   std::int64_t batch_size = 16;           // candidates per forward (the CPU optimum, bench_search; raise on a GPU)
   std::int64_t max_memory = 0;            // bytes a candidate batch may use; lowers batch_size to fit (0 = no bound)
-  bool prune = true;
+  bool prune = true;                      // false: the exhaustive reference, every block for every candidate
   bool exclude_special = true;            // BOS/EOS/control tokens are never candidates
   std::vector<std::int64_t> candidates;   // empty = the whole vocabulary
   std::string state_file;                 // where progress is saved (by rank 0); empty = nowhere
