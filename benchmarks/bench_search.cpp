@@ -35,7 +35,7 @@
 // step's candidates are split over them (docs/scale.md); rank 0 prints the rows, with the
 // number of ranks in the "ranks" column and its own memory.
 //
-//   bench_search [--batch-size 0] [--reps 3] [--batch-sweep 4,32] [--text-tokens 500] [--only stories,planted,smol]
+//   bench_search [--batch-size 0] [--reps 3] [--tau 0.5] [--batch-sweep 4,32] [--text-tokens 500] [--only stories,planted,smol]
 //                [--smol-candidates 512] [--smol-text-tokens 128] [--smol-vocab-rate 0]
 //                [--llama-candidates 256] [--llama-text-tokens 128] [--max-memory 1GiB] [--device cpu]
 #include <algorithm>
@@ -71,6 +71,7 @@ struct Flags {
   std::int64_t batch_size = 0;  // 0 = SearchOptions' default
   std::int64_t max_memory = 0;
   int reps = 3;
+  double tau = 0.5;
   std::vector<std::int64_t> sweep;  // batch sizes to compare (--batch-sweep), instead of the reference
 };
 
@@ -114,6 +115,7 @@ void bench_model(const char* label, cc::CausalLM& model, const cc::Tokenizer& to
   options.seed_prefix = prefix;
   options.max_length = 2;
   options.text_tokens = static_cast<std::int64_t>(text.size());
+  options.tau = flags.tau;
   cc::SearchOptions reference = options, fast = options;
   reference.batch_size = 1;
   reference.prune = false;
@@ -288,6 +290,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--batch-sweep", flags.sweep, "instead of the comparison, time the default at these batch sizes against its standard batch")
       ->delimiter(',')->check(CLI::PositiveNumber);
+  app.add_option("--tau", flags.tau, "acceptance threshold of the compared steps (1: any improvement may be chosen, so the "
+                 "default must complete the best candidate and its score can be compared)")->capture_default_str()->check(CLI::Range(1e-9, 1.0));
   app.add_option("--reps", flags.reps, "alternating repetitions of the reference and the default")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--max-memory", max_memory, "memory a candidate batch may use (lowers the batch to fit), e.g. 256MiB");
   app.add_option("--text-tokens", text_tokens, "calibration text of the stories260K steps")->capture_default_str()->check(CLI::Range(2, 510));
@@ -315,9 +319,9 @@ int main(int argc, char** argv) {
     if (group->world_size() > 1) distributed.group = group.get();
     if (!group->is_leader() && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;  // rank 0 prints the table
     flags.max_memory = max_memory.empty() ? 0 : cc::parse_byte_size(max_memory, "--max-memory");
-    std::printf("device %s, %d intra-op threads; one step from BOS; objective: 8-bit min-max error at block inputs; "
-                "%d alternating repetitions, median times, speed-up = median of the per-repetition ratios\n\n",
-                device.str().c_str(), at::get_num_threads(), flags.reps);
+    std::printf("device %s, %d intra-op threads; one step from BOS, tau = %g; objective: 8-bit min-max error at block inputs; "
+                "%d alternating repetitions, median times, speed-up = median of the per-repetition CPU-time ratios\n\n",
+                device.str().c_str(), at::get_num_threads(), flags.tau, flags.reps);
     if (flags.sweep.empty())
       std::printf("%-28s %-15s %5s %5s %6s %10s %9s %9s %8s %9s %9s %10s %10s %6s %12s %8s\n", "model", "mode", "ranks", "batch", "cands",
                   "blocks run", "wall (s)", "CPU (s)", "cand/s", "speed-up", "wall x", "peak +RSS", "budgeted", "best", "best score",
