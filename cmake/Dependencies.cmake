@@ -5,6 +5,7 @@
 # built with CUDA; scripts/build.sh --torch pip, scripts/gpu_check.sh). Empty: the
 # system's LibTorch (Debian's libtorch-dev 1.13, CPU).
 set(CC_TORCH_PYTHON "" CACHE FILEPATH "Python whose torch package provides LibTorch (empty: the system LibTorch)")
+set(CC_TORCH_CMAKE_DIR "")  # that LibTorch's CMake prefix, recorded in the installed package config
 # The CUDA archs our kernels are compiled for. A CUDA LibTorch's CMake
 # (Caffe2/public/cuda.cmake) sets CMAKE_CUDA_ARCHITECTURES to OFF in our scope and reads
 # its own archs from TORCH_CUDA_ARCH_LIST, so ours are kept here and applied again after
@@ -32,6 +33,7 @@ if(CC_TORCH_PYTHON)
   endif()
   message(STATUS "LibTorch from PyTorch ${cc_torch_version} (CUDA ${cc_torch_cuda}) at ${cc_torch_cmake_dir}")
   list(PREPEND CMAKE_PREFIX_PATH "${cc_torch_cmake_dir}")
+  set(CC_TORCH_CMAKE_DIR "${cc_torch_cmake_dir}")
   if(cc_torch_cuda AND NOT DEFINED CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
     # Torch's CMake enables CUDA itself (before our own check below) and needs nvcc.
     set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)

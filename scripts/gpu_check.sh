@@ -45,7 +45,8 @@ failed_stage=""
 json_string() { "$python" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1" 2>/dev/null || printf '"%s"' "${1//\"/\'}"; }
 
 record() {  # name status seconds note
-  local name=$1 status=$2 seconds=$3 note=$4 log="$name.log"
+  local name=$1 status=$2 seconds=$3 note=$4
+  local log="$name.log"
   [ -f "$out/$log" ] || log=""
   stages_json+=("{\"name\": $(json_string "$name"), \"status\": \"$status\", \"seconds\": $seconds, \"log\": $(json_string "$log"), \"note\": $(json_string "$note")}")
   summary_rows+=("| $name | $status | $seconds | $note |")
@@ -55,7 +56,8 @@ record() {  # name status seconds note
 skip() { record "$1" skipped 0 "$2"; }
 
 write_summary() {
-  local status=$1 total=$(( $(date +%s) - began ))
+  local status=$1
+  local total=$(( $(date +%s) - began ))
   {
     echo "# GPU check ($mode): $status"
     echo

@@ -123,7 +123,8 @@ class GlooProcessGroup : public ProcessGroup {
 class NcclProcessGroup : public ProcessGroup {
  public:
   NcclProcessGroup(const std::string& address, int port, int rank, int world, std::chrono::seconds timeout, c10::Device device)
-      : rank_(rank), world_(world), device_(device) {
+      // "cuda" without an index (no LOCAL_RANK): the current device, as ATen would take.
+      : rank_(rank), world_(world), device_(device.has_index() ? device : c10::Device(c10::kCUDA, c10::cuda::current_device())) {
     // Blocking wait makes wait() throw once the timeout passes (a peer that died), where
     // the default lets the watchdog thread abort the whole process.
     setenv("TORCH_NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
