@@ -4,8 +4,16 @@
 // GEMM) as Int8LinearKernel runs it, with the bytes of weight each holds.
 //
 //   bench_w8a8_block [--seq-len 512] [--reps 5] [--threads 0]
+//
+// With --cases FILE.safetensors it times Int8LinearKernel::forward on given data instead
+// (benchmarks/compare/compare_int8_linear.py writes the file, to hold PyTorch's INT8 paths
+// to the same inputs): for every case C, C.x [M, K] float32, C.input [2] (the static
+// activation scale and zero-point, 8-bit asymmetric) and the weight of its shape S =
+// C minus its last ".part", S.weight [N, K] int8 and S.w_scales [N] float32 (symmetric,
+// per channel). One JSON line per case on stdout; --outputs writes every C.y [M, N].
 #include <cstdio>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -15,6 +23,7 @@
 
 #include "cushioncache/core/allocator.h"
 #include "cushioncache/core/error.h"
+#include "cushioncache/io/safetensors.h"
 #include "cushioncache/kernels/int8_gemm.h"
 #include "cushioncache/quant/fake_quant.h"
 #include "cushioncache/quant/int8_linear.h"
@@ -22,14 +31,56 @@
 
 namespace cc = cushioncache;
 
+namespace {
+
+// Times the W8A8 linear as `--exec int8` runs it on every case of `path`, the output kept
+// for the caller to compare.
+void run_cases(const std::string& path, const std::string& outputs, int reps) {
+  const cc::SafetensorsFile file = cc::SafetensorsFile::open(path);
+  const cc::QuantSpec weight_spec = cc::parse_quant_spec("w8-per-channel-sym", cc::QuantRole::kWeight);
+  const cc::QuantSpec input_spec = cc::parse_quant_spec("a8-per-tensor-static-asym", cc::QuantRole::kActivation);
+  const auto [qmin, qmax] = cc::integer_range(input_spec);
+  std::vector<std::pair<std::string, at::Tensor>> ys;
+  const std::string suffix = ".x";
+  for (const std::string& name : file.names()) {
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    const std::string c = name.substr(0, name.size() - suffix.size());
+    const std::string shape = c.substr(0, c.rfind('.'));
+    const at::Tensor x = file.load(name), input = file.load(c + ".input");
+    const at::Tensor qweight = file.load(shape + ".weight"), w_scales = file.load(shape + ".w_scales");
+    // The kernel takes the fake-quantized float weight and recovers int8 and scales from it.
+    const cc::Int8LinearKernel kernel(qweight.to(at::kFloat) * w_scales.unsqueeze(1), at::Tensor(), weight_spec, input_spec,
+                                      cc::QuantParams{input.slice(0, 0, 1).clone(), input.slice(0, 1, 2).clone(), qmin, qmax});
+    if (!kernel.int8_weight().equal(qweight))
+      cc::throw_error(cc::ErrorKind::kMismatch, "{}: the kernel's int8 weight differs from the file's", shape);
+    const double t = cc::bench::median_seconds(reps, c10::Device(c10::kCPU), [&] { (void)kernel.forward(x); });
+    ys.emplace_back(c + ".y", kernel.forward(x));
+    std::printf("{\"case\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"seconds\": %.9g, \"reps\": %d, \"threads\": %d}\n",
+                c.c_str(), static_cast<long long>(x.size(0)), static_cast<long long>(qweight.size(0)), static_cast<long long>(x.size(1)), t,
+                reps, at::get_num_threads());
+    std::fflush(stdout);
+  }
+  if (!outputs.empty()) cc::write_safetensors(outputs, ys);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   cc::reuse_freed_host_memory();  // as the CLI does: measure what users run
   CLI::App app{"INT8 GEMM vs float32 on the linear layers of a LLaMA-7B block (CPU, oneDNN)"};
   cc::bench::BlockFlags flags;
   flags.add_to(app);
+  std::string cases, outputs;
+  app.add_option("--cases", cases, "time the W8A8 linear on the cases of this safetensors file instead (JSON lines)");
+  app.add_option("--outputs", outputs, "with --cases: write each case's output here");
   CLI11_PARSE(app, argc, argv);
   try {
     const c10::Device device = flags.apply();
+    if (!cases.empty()) {
+      c10::NoGradGuard no_grad;
+      run_cases(cases, outputs, flags.reps);
+      return 0;
+    }
     if (!device.is_cpu()) cc::throw_error(cc::ErrorKind::kUnsupported, "bench_w8a8_block measures the CPU W8A8 path (Int8LinearKernel); bench_gemm_int8 has the GPU GEMM tables");
     if (!cc::kernels::cpu_int8_gemm_available())
       cc::throw_error(cc::ErrorKind::kUnsupported, "this build has no oneDNN: install libdnnl-dev and reconfigure");

@@ -84,6 +84,17 @@ TEST_CASE("statistics point at a planted outlier's layer, position and channel",
   CHECK(report.attention.size() == 5);
   CHECK(report.attention[0].mass_on_first.size() == 4);
   for (double m : report.attention[2].mass_on_first) CHECK((m >= 0 && m <= 1));
+  // Per head: the mean over heads of each head's mass on key 0 is the mean over heads and
+  // queries taken the other way round.
+  for (const auto& a : report.attention) {
+    REQUIRE(a.head_mass_on_key0.size() == static_cast<std::size_t>(model->config().num_heads));
+    double sum = 0;
+    for (double m : a.head_mass_on_key0) {
+      CHECK((m >= 0 && m <= 1));
+      sum += m;
+    }
+    CHECK(sum / static_cast<double>(a.head_mass_on_key0.size()) == Approx(a.mass_on_first[0]).epsilon(1e-9));
+  }
   REQUIRE(report.token_max.size() == 5);
   // Token-wise maxima: position 0 stands out after the plant.
   const auto& tokens = report.token_max[3];

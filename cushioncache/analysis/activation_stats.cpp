@@ -48,6 +48,7 @@ class StatsHook : public ActivationHook {
       AttentionSinkStats a;
       a.layer = layer;
       for (double m : acc.mass) a.mass_on_first.push_back(m / static_cast<double>(acc.count));
+      for (double m : acc.head_mass) a.head_mass_on_key0.push_back(m / static_cast<double>(acc.count));
       report_.attention.push_back(a);
     }
   }
@@ -59,7 +60,7 @@ class StatsHook : public ActivationHook {
     std::int64_t count = 0;
   };
   struct AttentionAccumulator {
-    std::vector<double> mass;
+    std::vector<double> mass, head_mass;
     std::int64_t count = 0;
   };
 
@@ -102,9 +103,14 @@ class StatsHook : public ActivationHook {
     // Mean over heads, then over text queries of every sample.
     at::Tensor per_query = first.mean(1);  // [B, T, k]
     at::Tensor mass = (per_query * weight.unsqueeze(-1)).sum(at::IntArrayRef{0, 1}) / weight.sum().clamp_min(1.0);
+    // Per head, key 0 only: [B, H, T] weighted over the text queries of every sample.
+    at::Tensor head_mass = (first.select(3, 0) * weight.unsqueeze(1)).sum(at::IntArrayRef{0, 2}) / weight.sum().clamp_min(1.0);
     auto& acc = attention_[ctx.layer];
     if (acc.mass.empty()) acc.mass.assign(static_cast<std::size_t>(k), 0.0);
+    if (acc.head_mass.empty()) acc.head_mass.assign(static_cast<std::size_t>(probs.size(1)), 0.0);
     for (std::int64_t i = 0; i < k; ++i) acc.mass[static_cast<std::size_t>(i)] += mass[i].item<double>();
+    const at::Tensor heads = head_mass.contiguous();
+    for (std::int64_t h = 0; h < heads.size(0); ++h) acc.head_mass[static_cast<std::size_t>(h)] += heads.data_ptr<double>()[h];
     ++acc.count;
   }
 
@@ -161,7 +167,8 @@ nlohmann::json to_json(const ActivationReport& r) {
                      {"top1_sample", s.top1_sample},
                      {"top1_position", s.top1_position},
                      {"top1_channel", s.top1_channel}});
-  for (const auto& a : r.attention) attention.push_back({{"layer", a.layer}, {"mass_on_first", a.mass_on_first}});
+  for (const auto& a : r.attention)
+    attention.push_back({{"layer", a.layer}, {"mass_on_first", a.mass_on_first}, {"head_mass_on_key0", a.head_mass_on_key0}});
   const SiteStats& last = last_block_input(r);
   return {{"samples", r.samples},
           {"seq_len", r.seq_len},

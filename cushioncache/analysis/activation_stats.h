@@ -30,6 +30,9 @@ struct AttentionSinkStats {
   // Mean attention probability (over heads and text queries) on key positions 0..k-1;
   // with a cached prefix these are the prefix positions.
   std::vector<double> mass_on_first;
+  // Per head: mean attention probability (over text queries) on key position 0. A sink is
+  // often a few heads, which the mean over heads hides.
+  std::vector<double> head_mass_on_key0;
 };
 
 struct ActivationReport {

@@ -70,6 +70,7 @@ void write_inspection(const Inspection& in, const nlohmann::json& model_descript
 
   std::string sites = "run,layer,site,top1,top10pct,median,top1_sample,top1_position,top1_channel\n";
   std::string attention = "run,layer,key_position,mass\n";
+  std::string heads = "run,layer,head,mass_on_key0\n";
   std::string tokens = "run,layer,position,max_abs\n";
   for (const auto& [label, r] : runs) {
     for (const auto& s : r->sites)
@@ -77,11 +78,14 @@ void write_inspection(const Inspection& in, const nlohmann::json& model_descript
                            s.top1_sample, s.top1_position, s.top1_channel);
     for (const auto& a : r->attention)
       for (std::size_t k = 0; k < a.mass_on_first.size(); ++k) attention += fmt::format("{},{},{},{:.6g}\n", label, a.layer, k, a.mass_on_first[k]);
+    for (const auto& a : r->attention)
+      for (std::size_t h = 0; h < a.head_mass_on_key0.size(); ++h) heads += fmt::format("{},{},{},{:.6g}\n", label, a.layer, h, a.head_mass_on_key0[h]);
     for (std::size_t l = 0; l < r->token_max.size(); ++l)
       for (std::size_t t = 0; t < r->token_max[l].size(); ++t) tokens += fmt::format("{},{},{},{:.6g}\n", label, l, t, r->token_max[l][t]);
   }
   write_text(folder / "sites.csv", sites);
   write_text(folder / "attention.csv", attention);
+  write_text(folder / "attention_heads.csv", heads);
   write_text(folder / "token_max.csv", tokens);
 
   // Per-layer magnitudes at the block input: outliers show as a top-1 far above the median.
@@ -129,6 +133,20 @@ void write_inspection(const Inspection& in, const nlohmann::json& model_descript
   s.x_label = "layer";
   s.y_label = "attention probability";
   write_text(folder / "attention_sinks.svg", line_chart_svg(sink_series, s));
+
+  // The same per head, key 0 only: which heads of which layers are sinks.
+  std::vector<HeatmapPanel> head_panels;
+  for (const auto& [label, r] : runs) {
+    HeatmapPanel panel{label, {}};
+    for (const auto& a : r->attention) panel.values.push_back(a.head_mass_on_key0);
+    head_panels.push_back(std::move(panel));
+  }
+  HeatmapOptions h;
+  h.title = "Attention on key position 0 per layer and head (mean over text queries)";
+  h.row_label = "layer";
+  h.column_label = "head";
+  h.value_label = "attention probability";
+  write_text(folder / "attention_heads.svg", heatmap_svg(head_panels, h));
 }
 
 }  // namespace cushioncache

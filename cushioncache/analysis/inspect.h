@@ -38,8 +38,9 @@ struct Inspection {
 // with one, the same text follows the prefix without a second BOS.
 Inspection inspect_model(CausalLM& model, const Tokenizer& tokenizer, const InspectOptions& options, const KVCache* prefix);
 
-// stats.json, sites.csv, attention.csv, token_max.csv, magnitudes.svg, token_max.svg,
-// attention_sinks.svg in `folder` (created); every file written atomically.
+// stats.json, sites.csv, attention.csv, attention_heads.csv, token_max.csv,
+// magnitudes.svg, token_max.svg, attention_sinks.svg, attention_heads.svg in `folder`
+// (created); every file written atomically.
 void write_inspection(const Inspection& inspection, const nlohmann::json& model_description, const std::filesystem::path& folder);
 
 }  // namespace cushioncache

@@ -147,4 +147,71 @@ std::string line_chart_svg(const std::vector<ChartSeries>& series, const ChartOp
   return svg;
 }
 
+std::string heatmap_svg(const std::vector<HeatmapPanel>& panels, const HeatmapOptions& options) {
+  std::size_t rows = 0, columns = 0;
+  for (const auto& p : panels) {
+    rows = std::max(rows, p.values.size());
+    for (const auto& r : p.values) columns = std::max(columns, r.size());
+  }
+  // Cells stay square and readable from 1 to ~100 rows.
+  const double cell = std::clamp(480.0 / static_cast<double>(std::max<std::size_t>(rows, 1)), 6.0, 28.0);
+  const double left = 64, top = 64, gap = 36, bar_w = 16, bottom = 48;
+  std::size_t longest_title = 0;
+  for (const auto& p : panels) longest_title = std::max(longest_title, p.title.size());
+  // Wide enough for its title (about 6.6 px a character at 12 px), so titles never overlap.
+  const double panel_w = std::max({cell * static_cast<double>(columns), 90.0, 6.6 * static_cast<double>(longest_title) + 8}),
+               panel_h = cell * static_cast<double>(rows);
+  const double bar_x = left + static_cast<double>(panels.size()) * (panel_w + gap);
+  const double width = bar_x + bar_w + 90, height = top + panel_h + bottom;
+  const double span = options.max > options.min ? options.max - options.min : 1.0;
+  auto colour = [&](double v) {
+    if (!std::isfinite(v)) return std::string("#bbbbbb");
+    const double t = std::clamp((v - options.min) / span, 0.0, 1.0);
+    // White to #08306b, linear in each channel.
+    auto channel = [&](int lo) { return static_cast<int>(std::lround(255.0 + (lo - 255.0) * t)); };
+    return fmt::format("#{:02x}{:02x}{:02x}", channel(0x08), channel(0x30), channel(0x6b));
+  };
+
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{:.0f}\" height=\"{:.0f}\" viewBox=\"0 0 {:.0f} {:.0f}\" "
+      "font-family=\"Helvetica, Arial, sans-serif\" font-size=\"12\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<text x=\"{:.1f}\" y=\"22\" font-size=\"15\" font-weight=\"bold\" text-anchor=\"middle\">{}</text>\n",
+      width, height, width, height, width / 2, escape(options.title));
+  const std::size_t row_step = std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(14.0 / cell)));
+  for (std::size_t p = 0; p < panels.size(); ++p) {
+    const double x0 = left + static_cast<double>(p) * (panel_w + gap);
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", x0, top - 10, escape(panels[p].title));
+    for (std::size_t r = 0; r < panels[p].values.size(); ++r)
+      for (std::size_t c = 0; c < panels[p].values[r].size(); ++c)
+        svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"><title>{} {}, {} {}: {:.4g}</title></rect>\n",
+                           x0 + cell * static_cast<double>(c), top + cell * static_cast<double>(r), cell, cell, colour(panels[p].values[r][c]),
+                           escape(options.row_label), r, escape(options.column_label), c, panels[p].values[r][c]);
+    svg += fmt::format("<rect x=\"{:.1f}\" y=\"{}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" stroke=\"#333\"/>\n", x0, top,
+                       cell * static_cast<double>(columns), panel_h);
+    for (std::size_t c = 0; c < columns; c += std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(16.0 / cell))))
+      svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", x0 + cell * (static_cast<double>(c) + 0.5),
+                         top + panel_h + 16, c);
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", x0 + cell * static_cast<double>(columns) / 2,
+                       top + panel_h + 34, escape(options.column_label));
+  }
+  for (std::size_t r = 0; r < rows; r += row_step)
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 6, top + cell * (static_cast<double>(r) + 0.5) + 4, r);
+  svg += fmt::format("<text transform=\"translate(18 {:.1f}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n", top + panel_h / 2,
+                     escape(options.row_label));
+  // Colour bar: ten steps from max (top) to min (bottom).
+  for (int i = 0; i < 10; ++i) {
+    const double v = options.max - span * (i + 0.5) / 10;
+    svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{}\" height=\"{:.1f}\" fill=\"{}\"/>\n", bar_x, top + panel_h * i / 10, bar_w,
+                       panel_h / 10 + 0.5, colour(v));
+  }
+  svg += fmt::format("<rect x=\"{:.1f}\" y=\"{}\" width=\"{}\" height=\"{:.1f}\" fill=\"none\" stroke=\"#333\"/>\n", bar_x, top, bar_w, panel_h);
+  svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", bar_x + bar_w + 4, top + 10, tick_label(options.max, false));
+  svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", bar_x + bar_w + 4, top + panel_h, tick_label(options.min, false));
+  svg += fmt::format("<text transform=\"translate({:.1f} {:.1f}) rotate(90)\" text-anchor=\"middle\">{}</text>\n", bar_x + bar_w + 40,
+                     top + panel_h / 2, escape(options.value_label));
+  svg += "</svg>\n";
+  return svg;
+}
+
 }  // namespace cushioncache

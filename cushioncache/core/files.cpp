@@ -83,4 +83,24 @@ void write_file_atomically(const fs::path& path, const std::function<void(std::o
   }
 }
 
+void prepare_output_folder(const fs::path& folder, std::string_view what) {
+  std::error_code ec;
+  if (!folder.empty() && !fs::is_directory(folder, ec)) {
+    fs::create_directories(folder, ec);
+    if (ec) throw_error(ErrorKind::kNotFound, "{} {}: cannot create the folder: {}", what, folder.string(), ec.message());
+  }
+  const fs::path where = folder.empty() ? fs::path(".") : folder;
+  std::string probe = (where / ".cushioncache-write-test.XXXXXX").string();
+  const int fd = ::mkstemp(probe.data());
+  if (fd < 0) throw_error(ErrorKind::kNotFound, "{} {}: cannot write in this folder: {}", what, where.string(), std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+void prepare_output_file(const fs::path& file, std::string_view what) {
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) throw_error(ErrorKind::kNotFound, "{} {}: is a folder, not a file", what, file.string());
+  prepare_output_folder(file.parent_path(), what);
+}
+
 }  // namespace cushioncache

@@ -10,6 +10,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <string_view>
 
 namespace cushioncache {
 
@@ -42,5 +43,13 @@ class MappedFile {
 // existing file at `path` is untouched.
 void write_file_atomically(const std::filesystem::path& path,
                            const std::function<void(std::ostream&)>& write);
+
+// Before any work: creates `folder` (and its parents) if missing and checks that a file
+// can be written in it; throws kNotFound naming `what` (e.g. "--out") and the folder
+// otherwise. An output that cannot be written then fails in a second, not after an hour.
+void prepare_output_folder(const std::filesystem::path& folder, std::string_view what);
+
+// The same for the folder a file will be written to; also refuses a path that is a folder.
+void prepare_output_file(const std::filesystem::path& file, std::string_view what);
 
 }  // namespace cushioncache

@@ -1,5 +1,6 @@
 #include "cushioncache/pipeline/run.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -64,6 +65,7 @@ RunConfig load_run_config(const std::string& path) {
   c.dtype = f.optional<std::string>("dtype").value_or("auto");
   c.quant = f.optional<std::string>("quant").value_or(c.quant);
   c.exec = f.optional<std::string>("exec").value_or(c.exec);
+  c.also_quant = f.list<std::string>("also_quant").value_or(c.also_quant);
   if (c.exec != "fake" && c.exec != "int8")
     throw_error(ErrorKind::kInvalidConfig, "{}: 'exec' must be fake or int8, not '{}'", f.where("exec"), c.exec);
   if (YAML::Node p = f.child("planted_sink"); p && !p.IsNull()) {
@@ -192,8 +194,16 @@ RunConfig load_run_config(const std::string& path) {
   with_context(path, [&] {
     (void)parse_device(c.device);
     if (c.dtype != "auto") (void)parse_float_dtype(c.dtype);
-    const QuantRecipe recipe = load_recipe(c.quant);
-    if (c.exec == "int8") {
+    std::vector<std::string> recipes = {c.quant};
+    for (const auto& name : c.also_quant) {
+      if (name == "float") throw_error(ErrorKind::kInvalidConfig, "{}: 'also_quant' lists recipes; float is evaluated anyway", f.where("also_quant"));
+      if (std::find(recipes.begin(), recipes.end(), name) != recipes.end())
+        throw_error(ErrorKind::kInvalidConfig, "{}: 'also_quant' repeats '{}' (or names 'quant' again)", f.where("also_quant"), name);
+      recipes.push_back(name);
+    }
+    for (const auto& name : recipes) {
+      const QuantRecipe recipe = load_recipe(name);
+      if (c.exec != "int8") continue;
       // Before any work: a recipe the INT8 kernels cannot run would fail hours in.
       if (const std::string why = int8_execution_blocker(recipe.weights, recipe.activations, recipe.quantizer); !why.empty())
         throw_error(ErrorKind::kUnsupported, "exec: int8: recipe '{}' cannot run on the INT8 kernels: {}", recipe.name, why);
@@ -212,6 +222,7 @@ nlohmann::json to_json(const RunConfig& c) {
                       {"dtype", c.dtype},
                       {"quant", c.quant},
                       {"exec", c.exec},
+                      {"also_quant", c.also_quant},
                       {"eval", {{"ppl", c.eval.corpora}, {"tasks", c.eval.tasks}, {"seq_len", c.eval.seq_len}, {"max_windows", c.eval.max_windows},
                                 {"limit", c.eval.limit}, {"batch_size", c.eval.task_batch_size}, {"ppl_batch_size", c.eval.ppl_batch_size}}},
                       {"baselines", c.baselines},
@@ -232,9 +243,40 @@ nlohmann::json to_json(const RunConfig& c) {
 namespace {
 
 struct Row {
-  std::string setting, prefix;
+  std::string setting, prefix;  // setting: what the prefix is ("no prefix", "baseline bos", ...)
   VariantResult result;
 };
+
+std::string row_label(const Row& r) { return r.setting + ", " + r.result.label; }
+
+// The paper's Table-1 layout: a line per prefix, a column per variant (float first), the
+// first corpus's perplexity in each cell; a variant a prefix was not evaluated under is "—".
+std::string table1(const std::vector<Row>& rows) {
+  if (rows.empty() || rows.front().result.report.perplexity.empty()) return "";
+  std::vector<std::string> settings, variants;
+  auto add_once = [](std::vector<std::string>& v, const std::string& s) {
+    if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
+  };
+  for (const auto& r : rows) add_once(settings, r.setting), add_once(variants, r.result.label);
+  const std::string corpus = rows.front().result.report.perplexity.front().corpus;
+  std::string out = "| prefix |", rule = "|---|";
+  for (const auto& v : variants) out += " " + v + " |", rule += "---:|";
+  out += "\n" + rule + "\n";
+  for (const auto& setting : settings) {
+    std::string line = "| " + setting + " |";
+    for (const auto& v : variants) {
+      auto it = std::find_if(rows.begin(), rows.end(), [&](const Row& r) { return r.setting == setting && r.result.label == v; });
+      if (it == rows.end() || it->result.report.perplexity.empty()) {
+        line += " — |";
+        continue;
+      }
+      const double ppl = it->result.report.perplexity.front().result.perplexity;
+      line += std::abs(ppl) < 1e6 ? fmt::format(" {:.3f} |", ppl) : fmt::format(" {:.3e} |", ppl);
+    }
+    out += line + "\n";
+  }
+  return fmt::format("{} perplexity, a line per prefix and a column per variant (the paper's Table-1 layout):\n\n{}", corpus, out);
+}
 
 std::string md_table(const std::vector<Row>& rows) {
   if (rows.empty()) return "";
@@ -247,7 +289,7 @@ std::string md_table(const std::vector<Row>& rows) {
   }
   std::string out = header + "\n" + rule + "\n";
   for (const auto& r : rows) {
-    std::string line = "| " + r.setting + " | " + r.prefix + " |";
+    std::string line = "| " + row_label(r) + " | " + r.prefix + " |";
     for (const auto& c : r.result.report.perplexity)
       line += std::abs(c.result.perplexity) < 1e6 ? fmt::format(" {:.3f} |", c.result.perplexity) : fmt::format(" {:.3e} |", c.result.perplexity);
     for (const auto& t : r.result.report.tasks) {
@@ -325,21 +367,28 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
     plan.evaluation = config.eval;
     plan.prefix = prefix;
     const std::string prefix_label = prefix == nullptr ? "—" : fmt::format("{} ({} token{})", prefix->kind, prefix->tokens.size(), prefix->tokens.size() == 1 ? "" : "s");
-    for (auto& r : evaluate_variants(load, *tokenizer, plan, config.model))
-      rows.push_back({r.label == "float" ? setting + ", float" : setting + ", " + r.label, prefix_label, std::move(r)});
+    for (auto& r : evaluate_variants(load, *tokenizer, plan, config.model)) rows.push_back({setting, prefix_label, std::move(r)});
+  };
+  // The recipe the prefixes are judged under, then the other columns of the table.
+  std::vector<std::string> quantized = {config.quant};
+  quantized.insert(quantized.end(), config.also_quant.begin(), config.also_quant.end());
+  auto with_float = [&] {
+    std::vector<std::string> v = {"float"};
+    v.insert(v.end(), quantized.begin(), quantized.end());
+    return v;
   };
 
   phase("float and quantized without a prefix", [&] {
     if (config.calibration_include_bos != "both") {
-      evaluate_rows("no prefix", {"float", config.quant}, nullptr, include_bos);
+      evaluate_rows("no prefix", with_float(), nullptr, include_bos);
       return;
     }
     // The no-prefix baseline calibrated on the same token set as the prefixed rows (BOS
     // not counted) and on all of its windows (BOS counted): on a model whose first token
     // carries massive activations, this decides whether it collapses.
     evaluate_rows("no prefix", {"float"}, nullptr, std::nullopt);
-    evaluate_rows("no prefix, BOS counted", {config.quant}, nullptr, true);
-    evaluate_rows("no prefix, BOS not counted", {config.quant}, nullptr, false);
+    evaluate_rows("no prefix, BOS counted", quantized, nullptr, true);
+    evaluate_rows("no prefix, BOS not counted", quantized, nullptr, false);
   });
 
   std::map<std::string, Artifact> artifacts;
@@ -349,7 +398,7 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
       Artifact a = baseline_artifact(*model, *tokenizer, kind, config.prefixquant);
       calibrate_artifact_ranges(load, *tokenizer, a, recipe);
       save_artifact(a, out / "artifacts" / (kind + ".safetensors"));
-      evaluate_rows("baseline " + kind, {config.quant}, &a, include_bos);
+      evaluate_rows("baseline " + kind, quantized, &a, include_bos);
       artifacts.emplace(kind, std::move(a));
     });
   }
@@ -360,7 +409,7 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
     Artifact a = search_prefix_artifact(*model, *tokenizer, search_options, resume, &search);
     calibrate_artifact_ranges(load, *tokenizer, a, recipe);
     save_artifact(a, out / "artifacts" / "searched.safetensors");
-    evaluate_rows("searched prefix", {config.quant}, &a, include_bos);
+    evaluate_rows("searched prefix", quantized, &a, include_bos);
     artifacts.emplace("searched", std::move(a));
   });
 
@@ -378,7 +427,7 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
   } else {
     save_artifact(*final_prefix, out / "artifacts" / "cushioncache.safetensors");
   }
-  phase("evaluation with the CushionCache prefix", [&] { evaluate_rows("CushionCache", {"float", config.quant}, final_prefix, include_bos); });
+  phase("evaluation with the CushionCache prefix", [&] { evaluate_rows("CushionCache", with_float(), final_prefix, include_bos); });
 
   Inspection inspection;
   phase("inspect before / after", [&] {
@@ -399,7 +448,7 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
   for (const auto& [name, seconds] : phases) results["phases"].push_back({{"phase", name}, {"seconds", seconds}});
   for (const auto& r : rows) {
     nlohmann::json run = to_json(std::vector<VariantResult>{r.result})["runs"][0];
-    run["setting"] = r.setting;
+    run["setting"] = row_label(r);
     run["prefix"] = r.prefix;
     results["rows"].push_back(run);
   }
@@ -421,7 +470,7 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
 
   std::string md = fmt::format("# CushionCache run: {}\n\nModel `{}`, recipe `{}`{}. Total time {:.1f} s.\n\n", config.name, config.model,
                                config.quant, config.planted_sink ? ", with the planted sink mechanism (analysis/planted_sink.h)" : "", total);
-  md += "## Results\n\n" + md_table(rows) + "\n";
+  md += "## Results\n\n" + table1(rows) + "\nEvery figure:\n\n" + md_table(rows) + "\n";
   // Every report says where its recipe departs from the paper's settings, so that a reader
   // comparing these rows with the paper's table sees each difference.
   md += fmt::format("## Definitions: recipe `{}` vs the paper vs SmoothQuant's reference\n\n", recipe.name);

@@ -27,6 +27,9 @@ struct RunConfig {
   std::string device = "cpu", dtype = "auto";
   std::string quant = "w8a8-per-tensor-static";  // the recipe the prefixes are judged under
   std::string exec = "fake";  // "int8": quantized evaluation rows run on the INT8 kernels
+  // also_quant: more recipes every prefix is evaluated under (the paper's Table 1 has a
+  // column per recipe); the prefixes are still searched and tuned under `quant`.
+  std::vector<std::string> also_quant;
   std::optional<PlantedSinkOptions> planted_sink;
   EvaluationPlan eval;
   std::vector<std::string> baselines = {"bos", "prefixquant"};

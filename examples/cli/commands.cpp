@@ -12,6 +12,30 @@
 #include <fmt/format.h>
 
 namespace cushioncache::cli {
+namespace {
+
+CLI::Validator at_least_zero(bool zero_allowed) {
+  const std::string wanted = zero_allowed ? ">= 0" : "> 0";
+  return CLI::Validator(
+      [zero_allowed, wanted](std::string& text) -> std::string {
+        std::size_t used = 0;
+        double value = 0;
+        try {
+          value = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != text.size()) return fmt::format("must be a number {}, not '{}'", wanted, text);
+        if (value > 0 || (zero_allowed && value == 0)) return {};
+        return fmt::format("must be {}, not '{}'", wanted, text);
+      },
+      wanted);
+}
+
+}  // namespace
+
+CLI::Validator positive() { return at_least_zero(false); }
+CLI::Validator non_negative() { return at_least_zero(true); }
 
 void ModelFlags::add_to(CLI::App& command, bool with_tokenizer) {
   command.add_option("--model", model, "Hugging Face model folder, llama.cpp .gguf file or llama2.c .bin")->required();
@@ -30,7 +54,7 @@ void ModelFlags::add_to(CLI::App& command, bool with_tokenizer) {
 
 void RankFlags::add_to(CLI::App& command) {
   command.add_option("--rank-timeout", timeout_seconds, "seconds a rank waits for the others when WORLD_SIZE > 1 (scripts/launch_ranks.sh, torchrun)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   command.add_option("--dist-backend", backend, "collectives between ranks: nccl (GPUs, CUDA build), gloo, or auto (nccl for a CUDA device where "
                      "this build has it, else gloo)")
       ->capture_default_str()->check(CLI::IsMember({"auto", "gloo", "nccl"}));

@@ -16,6 +16,12 @@
 
 namespace cushioncache::cli {
 
+// Checks for numeric flags. CLI11's PositiveNumber and NonNegativeNumber print the limits
+// of a double ("Value 0 not in range 0.000000 to 17976931348623157..."); these say what is
+// wanted: "--seq-len: must be a number > 0, not '0'".
+CLI::Validator positive();
+CLI::Validator non_negative();
+
 // --model, --tokenizer, --device and --dtype, shared by every command that loads a model.
 struct ModelFlags {
   std::string model, tokenizer;

@@ -43,15 +43,15 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::IsMember({"true", "false"}));
   cmd->add_option("--calibration-samples", flags->calibration_samples,
                   "calibration windows of every recipe (overrides calibration.samples; default: theirs, 128)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--calibration-seq-len", flags->calibration_seq_len,
                   "tokens per calibration window of every recipe (overrides calibration.seq_len; default: theirs, 512)")
       ->check(CLI::Range(2, 1 << 20));
-  cmd->add_option("--seq-len", flags->plan.seq_len, "perplexity window (default: min(2048, context - prefix))")->check(CLI::PositiveNumber);
-  cmd->add_option("--max-windows", flags->plan.max_windows, "evaluate at most N windows per corpus")->check(CLI::PositiveNumber);
-  cmd->add_option("--limit", flags->plan.limit, "first N items of each task")->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-size", flags->plan.task_batch_size, "task requests per forward")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--ppl-batch-size", flags->plan.ppl_batch_size, "perplexity windows per forward")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", flags->plan.seq_len, "perplexity window (default: min(2048, context - prefix))")->check(positive());
+  cmd->add_option("--max-windows", flags->plan.max_windows, "evaluate at most N windows per corpus")->check(positive());
+  cmd->add_option("--limit", flags->plan.limit, "first N items of each task")->check(positive());
+  cmd->add_option("--batch-size", flags->plan.task_batch_size, "task requests per forward")->capture_default_str()->check(positive());
+  cmd->add_option("--ppl-batch-size", flags->plan.ppl_batch_size, "perplexity windows per forward")->capture_default_str()->check(positive());
   cmd->add_option("--bos", flags->bos, "BOS before evaluated text: auto|yes|no (default: tokenizer's own for perplexity "
                                        "without a prefix, none after a prefix and for tasks, as the harness)")
       ->check(CLI::IsMember({"auto", "yes", "no"}));
@@ -61,6 +61,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--out", flags->out, "write the results as JSON here");
 
   cmd->callback([flags, cmd] {
+    if (!flags->out.empty()) prepare_output_file(flags->out, "--out");
     VariantPlan plan;
     plan.evaluation = flags->plan;
     plan.evaluation.corpora = flags->ppl;

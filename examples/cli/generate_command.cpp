@@ -29,8 +29,8 @@ void add_generate_command(CLI::App& app) {
   ids->excludes(prompt);
   cmd->add_flag("--print-ids", flags->print_ids, "print the generated token ids (space-separated, one line) instead of the text");
   cmd->add_option("--steps", flags->generate.steps, "positions in total, prompt included (llama2.c's -n)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--temperature", flags->generate.temperature, "0 = greedy")->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(positive());
+  cmd->add_option("--temperature", flags->generate.temperature, "0 = greedy")->capture_default_str()->check(non_negative());
   cmd->add_option("--top-p", flags->generate.top_p, "nucleus sampling mass, in (0, 1]")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", flags->generate.seed, "sampling seed")->capture_default_str();
   cmd->add_option("--prefix", flags->prefix, "a CushionCache artifact whose prefix KV is cached before the prompt (no second BOS)");

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "cushioncache/analysis/inspect.h"
+#include "cushioncache/core/files.h"
 #include "cushioncache/core/log.h"
 #include "cushioncache/model/identity.h"
 
@@ -21,17 +22,18 @@ void add_inspect_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("inspect", "Activation outliers and attention sinks: stats.json, CSV tables and SVG plots");
   flags->model.add_to(*cmd, /*with_tokenizer=*/true);
   cmd->add_option("--data", flags->options.data, "wikitext2, c4, or a text/JSONL file")->capture_default_str();
-  cmd->add_option("--samples", flags->options.samples, "windows sampled from the data")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--samples", flags->options.samples, "windows sampled from the data")->capture_default_str()->check(positive());
   cmd->add_option("--seq-len", flags->options.seq_len, "tokens per window")->capture_default_str()->check(CLI::Range(2, 1 << 20));
   cmd->add_option("--seed", flags->options.seed, "sampling seed")->capture_default_str();
   cmd->add_option("--layer", flags->options.token_layer, "layer of the token-wise plot (default: the last)");
   cmd->add_option("--first-keys", flags->options.first_keys, "key positions whose attention mass is reported")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   cmd->add_option("--prefix-text", flags->prefix_text, "also inspect with the KV of BOS + this text cached in front (no text = BOS only)")
       ->expected(0, 1);
   cmd->add_option("--prefix", flags->prefix, "also inspect with a CushionCache artifact's prefix cached in front");
   cmd->add_option("--out", flags->out, "output folder")->capture_default_str();
   cmd->callback([flags, cmd] {
+    prepare_output_folder(flags->out, "--out");
     auto model = flags->model.load_model();
     auto tokenizer = flags->model.load_tokenizer();
     InspectOptions options = flags->options;
@@ -49,7 +51,7 @@ void add_inspect_command(CLI::App& app) {
     };
     row("no prefix", inspection.without_prefix);
     if (inspection.with_prefix) row(options.prefix_label.c_str(), *inspection.with_prefix);
-    log::info("wrote stats.json, sites.csv, attention.csv, token_max.csv and 3 SVG plots to {}", flags->out);
+    log::info("wrote stats.json, sites.csv, attention.csv, attention_heads.csv, token_max.csv and 4 SVG plots to {}", flags->out);
   });
 }
 

@@ -63,7 +63,7 @@ void add_logits_command(CLI::App& app) {
       ->capture_default_str()->check(CLI::IsMember({"left", "right"}));
   cmd->add_option("--prefix-length", flags->prefix_length,
                   "also run the first N tokens (of every row) as a cached prefix and the rest behind its KV (cached_logits)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(non_negative());
   cmd->add_option("--out", flags->out,
                   "output .safetensors: input_ids [T], logits [T, vocab], cached_logits [T - N, vocab]; for a batch the same with a "
                   "leading [B] and attention_mask, cached_attention_mask")

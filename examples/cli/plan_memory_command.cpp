@@ -34,11 +34,11 @@ void add_plan_memory_command(CLI::App& app) {
   cmd->add_option("--dtype", flags->dtype, "the dtype the weights run in (float32, bfloat16, float16)")->capture_default_str();
   cmd->add_option("--max-gpu-memory", flags->max_gpu_memory, "device memory the weights may take, e.g. 60GiB")->required();
   cmd->add_option("--link-gbps", flags->link_gbps, "host-to-device bandwidth in GB/s for the time model (PCIe 4.0 x16 ~25, 5.0 ~50)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   cmd->add_option("--tflops", flags->tflops, "matmul TFLOP/s the GPU reaches on the blocks, for the time model")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   cmd->add_option("--tokens", flags->tokens, "tokens per forward (batch x sequence) to time; 0: only the break-even point")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(non_negative());
   cmd->add_option("--out", flags->out, "also write the plan as JSON");
   cmd->callback([flags] {
     std::filesystem::path config_path = flags->model;

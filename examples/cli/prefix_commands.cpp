@@ -35,7 +35,7 @@ void add_search_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("search", "Greedy prefix search (exact pruning); writes a prefix artifact");
   flags->model.add_to(*cmd, /*with_tokenizer=*/true);
   cmd->add_option("--seed-prefix", flags->seed, "bos, none, or text (BOS + text) to start from")->capture_default_str();
-  cmd->add_option("--max-length", flags->options.max_length, "prefix tokens at most, seed included")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-length", flags->options.max_length, "prefix tokens at most, seed included")->capture_default_str()->check(positive());
   cmd->add_option("--tau", flags->options.tau, "accept only if L(prefix + t) < tau * L(prefix)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--text-tokens", flags->options.text_tokens, "calibration text per step (default: min(512, context - max-length))")
       ->check(CLI::Range(2, 1 << 20));
@@ -44,7 +44,9 @@ void add_search_command(CLI::App& app) {
   cmd->add_option("--objective", flags->objective, "quant_error or max_abs")->capture_default_str()->check(CLI::IsMember({"quant_error", "max_abs"}));
   cmd->add_option("--objective-spec", flags->spec, "fake quantization of the quant_error objective")->capture_default_str();
   cmd->add_option("--sites", flags->sites, "activation sites of the objective")->delimiter(',')->capture_default_str();
-  cmd->add_option("--batch-size", flags->options.batch_size, "candidates per forward")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", flags->options.batch_size, "candidates per forward")->capture_default_str()->check(positive());
+  cmd->add_option("--candidates", flags->options.candidates, "token ids to score, comma-separated (default: the whole vocabulary, control tokens excluded)")
+      ->delimiter(',');
   cmd->add_option("--max-memory", flags->max_memory, "memory a candidate batch may use, e.g. 4GiB (lowers --batch-size to fit)");
   cmd->add_flag("--exhaustive", flags->exhaustive, "no pruning (for comparisons: the result is the same, only slower)");
   cmd->add_option("--state", flags->options.state_file, "state file for resuming (default: <out>.search.json)");
@@ -87,18 +89,18 @@ void add_tune_command(CLI::App& app) {
   flags->model.add_to(*cmd, /*with_tokenizer=*/true);
   cmd->add_option("--prefix", flags->prefix, "the prefix artifact to start from (e.g. from search)")->required();
   cmd->add_option("--quant", flags->quant, "the recipe the prefix is tuned under")->capture_default_str();
-  cmd->add_option("--lambda", flags->options.lambda, "weight of the quantization error")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--lr", flags->options.lr, "Adam learning rate")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--epochs", flags->options.epochs, "passes over the training windows")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-size", flags->options.batch_size, "windows per step")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--lambda", flags->options.lambda, "weight of the quantization error")->capture_default_str()->check(non_negative());
+  cmd->add_option("--lr", flags->options.lr, "Adam learning rate")->capture_default_str()->check(positive());
+  cmd->add_option("--epochs", flags->options.epochs, "passes over the training windows")->capture_default_str()->check(positive());
+  cmd->add_option("--batch-size", flags->options.batch_size, "windows per step")->capture_default_str()->check(positive());
   cmd->add_option("--seq-len", flags->options.seq_len, "tokens per window")->capture_default_str()->check(CLI::Range(2, 1 << 20));
-  cmd->add_option("--samples", flags->options.samples, "training windows")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--samples", flags->options.samples, "training windows")->capture_default_str()->check(positive());
   cmd->add_option("--data", flags->options.data, "training corpus")->capture_default_str();
   cmd->add_option("--seed", flags->options.seed, "sampling and shuffling seed")->capture_default_str();
-  cmd->add_option("--grad-clip", flags->options.grad_clip, "global gradient-norm clip (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--grad-clip", flags->options.grad_clip, "global gradient-norm clip (0 = off)")->capture_default_str()->check(non_negative());
   cmd->add_option("--checkpoint", flags->options.checkpoint_file, "checkpoint for resuming (default: <out>.checkpoint.safetensors)");
   cmd->add_option("--checkpoint-every", flags->options.checkpoint_every, "steps between checkpoints (also saved on SIGINT and at the end)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   cmd->add_flag("--resume", flags->resume, "continue from the checkpoint");
   flags->ranks.add_to(*cmd);
   cmd->add_option("--out", flags->out, "the tuned artifact to write")->required();
@@ -130,7 +132,7 @@ void add_baseline_command(CLI::App& app) {
   flags->model.add_to(*cmd, /*with_tokenizer=*/true);
   cmd->add_option("--kind", flags->kind, "bos or prefixquant")->required()->check(CLI::IsMember({"bos", "prefixquant"}));
   cmd->add_option("--threshold", flags->prefixquant.threshold, "prefixquant: outlier if max/median exceeds this")->capture_default_str();
-  cmd->add_option("--samples", flags->prefixquant.samples, "prefixquant: calibration windows")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--samples", flags->prefixquant.samples, "prefixquant: calibration windows")->capture_default_str()->check(positive());
   cmd->add_option("--quant", flags->quant, "also store static ranges of this recipe calibrated with the prefix");
   cmd->add_option("--out", flags->out, "the artifact to write")->required();
   cmd->callback([flags] {

@@ -21,9 +21,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--config", flags->config, "training config (configs/train-*.yaml)")->required();
   cmd->add_option("--output", flags->output, "model folder to write (overrides the config's output)");
   cmd->add_option("--device", flags->device, "cpu or cuda[:N] (overrides the config's device)");
-  cmd->add_option("--steps", flags->steps, "optimizer steps (overrides the config's steps)")->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", flags->steps, "optimizer steps (overrides the config's steps)")->check(positive());
   cmd->add_option("--stop-at", flags->stop_at, "save a checkpoint after this many steps and exit (continue with --resume)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_flag("--resume", flags->resume, "continue from the newest checkpoint in the output folder");
   cmd->callback([flags] {
     TrainConfig config = load_train_config(flags->config);

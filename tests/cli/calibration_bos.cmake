@@ -2,7 +2,9 @@
 # `eval --calibration-include-bos false` calibrates without it and records so; `run` with
 # `calibration: {include_bos: both}` reports the no-prefix quantized row both ways, and
 # every run report carries the definitions table (this recipe vs the paper vs
-# SmoothQuant's reference) with the known differences from the paper marked.
+# SmoothQuant's reference) with the known differences from the paper marked; with
+# `also_quant`, every prefix is evaluated under more recipes and the report's Table-1
+# layout has a column per recipe.
 include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
 set(MODEL "${DATA}/models/stories260K")
 cc_require_file("${MODEL}/stories260K.bin")
@@ -33,6 +35,7 @@ file(WRITE "${dir}/run.yaml" "
 model: ${MODEL}/stories260K.bin
 tokenizer: ${MODEL}/tok512.bin
 quant: w8a8-per-tensor-static
+also_quant: [w8a8-per-tensor-dynamic]
 eval: {ppl: [wikitext2], seq_len: 128, max_windows: 2}
 baselines: []
 search: {max_length: 2, text_tokens: 64, batch_size: 64}
@@ -58,12 +61,29 @@ foreach(i RANGE ${last})
   endif()
 endforeach()
 foreach(expected "no prefix, float" "no prefix, BOS counted, w8a8-per-tensor-static" "no prefix, BOS not counted, w8a8-per-tensor-static"
-                 "searched prefix, w8a8-per-tensor-static")
+                 "searched prefix, w8a8-per-tensor-static" "searched prefix, w8a8-per-tensor-dynamic" "CushionCache, w8a8-per-tensor-dynamic")
   list(FIND settings "${expected}" found)
   if(found EQUAL -1)
     message(FATAL_ERROR "results.json lacks the row '${expected}': ${settings}")
   endif()
 endforeach()
+
+# A dynamic recipe takes no ranges from calibration: whether the BOS was counted cannot
+# change its rows.
+set(dynamic_ppl "")
+foreach(i RANGE ${last})
+  string(JSON setting GET "${json}" rows ${i} setting)
+  if(setting MATCHES "^no prefix, BOS .*counted, w8a8-per-tensor-dynamic$")
+    string(JSON ppl GET "${json}" rows ${i} perplexity wikitext2 ppl)
+    list(APPEND dynamic_ppl "${ppl}")
+  endif()
+endforeach()
+list(LENGTH dynamic_ppl n_dynamic)
+list(REMOVE_DUPLICATES dynamic_ppl)
+list(LENGTH dynamic_ppl n_distinct)
+if(NOT n_dynamic EQUAL 2 OR NOT n_distinct EQUAL 1)
+  message(FATAL_ERROR "the two no-prefix dynamic rows differ or are missing: ${dynamic_ppl}")
+endif()
 
 # The definitions: six of them; per-channel weights and C4 calibration differ from the paper.
 string(JSON d LENGTH "${json}" definitions)
@@ -84,10 +104,17 @@ if(NOT differing STREQUAL "weight granularity;calibration data")
 endif()
 file(READ "${dir}/out/report.md" report)
 if(NOT report MATCHES "## Definitions: recipe `w8a8-per-tensor-static`" OR NOT report MATCHES "w8-per-channel-sym \\*\\*\\(differs from the paper\\)\\*\\*"
-   OR NOT report MATCHES "include_bos: both")
+   OR NOT report MATCHES "include_bos: both"
+   OR NOT report MATCHES "\\| prefix \\| float \\| w8a8-per-tensor-static \\| w8a8-per-tensor-dynamic \\|")
   message(FATAL_ERROR "report.md lacks the definitions:\n${report}")
 endif()
 
+file(WRITE "${dir}/bad.yaml" "model: ${MODEL}/stories260K.bin\nalso_quant: [w8a8-per-tensor-static]\n")
+cc_run(run --config "${dir}/bad.yaml" --out "${dir}/bad")
+cc_expect_rc(2 "run with also_quant repeating quant")
+if(NOT ERR MATCHES "bad.yaml:2" OR NOT ERR MATCHES "also_quant")
+  message(FATAL_ERROR "the error does not name the file, line and key: ${ERR}")
+endif()
 file(WRITE "${dir}/bad.yaml" "model: ${MODEL}/stories260K.bin\ncalibration: {include_bos: sometimes}\n")
 cc_run(run --config "${dir}/bad.yaml" --out "${dir}/bad")
 cc_expect_rc(2 "run with a bad calibration.include_bos")

@@ -9,8 +9,9 @@ cc_require_file("${DATA}/tasks/llm-foundry/copa.jsonl")
 if(CC_SKIPPED)
   return()
 endif()
-set(out "${CMAKE_CURRENT_BINARY_DIR}/eval_results_test.json")
-file(REMOVE "${out}")
+# Into a folder that does not exist yet: eval creates it before any work.
+set(out "${CMAKE_CURRENT_BINARY_DIR}/eval_results_test/new/results.json")
+file(REMOVE_RECURSE "${CMAKE_CURRENT_BINARY_DIR}/eval_results_test")
 cc_run(eval --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --ppl wikitext2 --seq-len 256
        --max-windows 4 --tasks copa --limit 20 --out "${out}")
 cc_expect_rc(0 "eval")

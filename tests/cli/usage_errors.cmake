@@ -27,6 +27,33 @@ cc_expect_rc(2 "bad --device")
 cc_run(nosuchcommand)
 cc_expect_rc(2 "unknown subcommand")
 
+# Numeric flags say what they want, not the limits of a double.
+foreach(bad "--seq-len;0;must be > 0, not '0'" "--max-windows;-3;must be > 0, not '-3'" "--limit;abc;must be a number > 0, not 'abc'")
+  list(GET bad 0 flag)
+  list(GET bad 1 value)
+  list(GET bad 2 expected)
+  cc_run(eval --model x.bin ${flag} ${value})
+  cc_expect_rc(2 "eval ${flag} ${value}")
+  string(FIND "${ERR}" "${flag}: ${expected}" at)
+  string(LENGTH "${ERR}" err_length)
+  if(at EQUAL -1 OR err_length GREATER 200)
+    message(FATAL_ERROR "eval ${flag} ${value}: expected '${flag}: ${expected}', got: ${ERR}")
+  endif()
+endforeach()
+
+# An output that cannot be written is found before any work (the model here does not even
+# exist: the output is checked first) and named, exit 3.
+cc_run(inspect --model missing.bin --out /dev/null/inspect-out)
+cc_expect_rc(3 "inspect into a folder that cannot be created")
+if(NOT ERR MATCHES "--out /dev/null/inspect-out: cannot create the folder")
+  message(FATAL_ERROR "the error does not name the output: ${ERR}")
+endif()
+cc_run(eval --model missing.bin --out /dev/null/results.json)
+cc_expect_rc(3 "eval into a file that cannot be written")
+if(NOT ERR MATCHES "--out /dev/null")
+  message(FATAL_ERROR "the error does not name the output: ${ERR}")
+endif()
+
 set(dir "${CMAKE_CURRENT_BINARY_DIR}/usage_errors_tmp")
 file(REMOVE_RECURSE "${dir}")
 file(MAKE_DIRECTORY "${dir}")
