@@ -109,13 +109,14 @@ fs::path tiny_gpt2(const fs::path& path, const std::string& skip = "",
       {"tokenizer.ggml.eos_token_id", V::u32(3)},
   };
   cc::testing::GgufWriter w;
-  for (const auto& [key, value] : kvs) {
-    if (key == skip) continue;
-    const auto replaced = std::find_if(extra.begin(), extra.end(), [&](const auto& e) { return e.first == key; });
-    w.add(key, replaced != extra.end() ? replaced->second : value);
+  // Pairs, not structured bindings: C++17 lambdas cannot capture those (clang refuses).
+  for (const auto& kv : kvs) {
+    if (kv.first == skip) continue;
+    const auto replaced = std::find_if(extra.begin(), extra.end(), [&](const auto& e) { return e.first == kv.first; });
+    w.add(kv.first, replaced != extra.end() ? replaced->second : kv.second);
   }
-  for (const auto& [key, value] : extra)
-    if (std::none_of(kvs.begin(), kvs.end(), [&](const auto& kv) { return kv.first == key; })) w.add(key, value);
+  for (const auto& e : extra)
+    if (std::none_of(kvs.begin(), kvs.end(), [&](const auto& kv) { return kv.first == e.first; })) w.add(e.first, e.second);
   w.write(path);
   return path;
 }
