@@ -498,7 +498,8 @@ void run_pipeline(const RunConfig& config, const fs::path& out, bool resume) {
   md += fmt::format(
       "\n## Activations at the input of the last block\n\n| | top-1 | top-10% | median |\n|---|---:|---:|---:|\n| no prefix | {:.4g} | {:.4g} | {:.4g} |\n| CushionCache prefix | {:.4g} | {:.4g} | {:.4g} |\n\n",
       before.top1, before.top10pct, before.median, after.top1, after.top10pct, after.median);
-  md += "![magnitudes](inspect/magnitudes.svg)\n\n![token-wise maxima](inspect/token_max.svg)\n\n![attention sinks](inspect/attention_sinks.svg)\n";
+  md += "![magnitudes](inspect/magnitudes.svg)\n\n![token-wise maxima](inspect/token_max.svg)\n\n![attention sinks](inspect/attention_sinks.svg)\n\n"
+        "![attention on key 0 per layer and head](inspect/attention_heads.svg)\n";
   md += "\n## Time per phase\n\n| phase | seconds |\n|---|---:|\n";
   for (const auto& [name, seconds] : phases) md += fmt::format("| {} | {:.1f} |\n", name, seconds);
   md += "\nFiles: `results.json`, `config.resolved.json`, `artifacts/*.safetensors` (use with `--prefix`), `inspect/`.\n";
