@@ -31,7 +31,8 @@ import sys
 import tempfile
 import time
 
-MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+import project_paths
+
 TOLERANCE = 1e-4
 PREFIX = 8          # tokens of each prompt run as the cached prefix
 NEW_TOKENS = 64     # greedy continuation length
@@ -97,11 +98,9 @@ def ids_arg(ids):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    root = pathlib.Path(__file__).resolve().parent.parent
-    model_dir = pathlib.Path(os.environ.get("CC_MODEL_DIR") or pathlib.Path.home() / ".cache/cushioncache/models")
-    data_dir = pathlib.Path(os.environ.get("CC_DATA_DIR") or root.parent / "shared/data")
-    parser.add_argument("--cli", default=str(root / "build/examples/cli/cushioncache"))
-    parser.add_argument("--model", type=pathlib.Path, default=model_dir / MODEL_NAME)
+    data_dir = project_paths.data_dir()
+    parser.add_argument("--cli", default=str(project_paths.ROOT / "build/examples/cli/cushioncache"))
+    parser.add_argument("--model", type=pathlib.Path, default=project_paths.smollm2_gguf())
     parser.add_argument("--no-generate", action="store_true", help="leave out the greedy generation check")
     # One thread on both sides: with two, OpenMP's spinning threads cost 5-7x the CPU time
     # (per decoding step above all) on a busy 2-core machine (ctest -j2), for no speed-up.

@@ -31,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 
+import project_paths
+
 
 def skip(why):
     # tests/cli/python_parity.cmake turns this into a failure under CC_REQUIRE_DATA=1.
@@ -43,14 +45,6 @@ try:
     from tokenizers import pre_tokenizers
 except ImportError as missing:
     skip(f"{missing}: run scripts/setup.sh python (transformers, tokenizers, gguf)")
-
-MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def default_gguf():
-    folder = os.environ.get("CC_MODEL_DIR") or os.path.expanduser("~/.cache/cushioncache/models")
-    return pathlib.Path(folder) / MODEL_NAME
-
 
 def vocab_test_strings(data_dir):
     """The strings of llama.cpp's tokenizer tests, cut as tests/test-tokenizer-0.cpp does."""
@@ -148,9 +142,9 @@ def ours(cli, gguf, strings, bos):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cli", default="build/examples/cli/cushioncache")
-    parser.add_argument("--gguf", type=pathlib.Path, default=default_gguf())
+    parser.add_argument("--gguf", type=pathlib.Path, default=project_paths.smollm2_gguf())
     parser.add_argument("--data-dir", type=pathlib.Path,
-                        default=pathlib.Path(os.environ.get("CC_DATA_DIR") or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
+                        default=project_paths.data_dir())
     parser.add_argument("--report", type=pathlib.Path, help="write the comparison as JSON")
     args = parser.parse_args()
     if not args.gguf.exists():

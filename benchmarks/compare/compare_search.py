@@ -55,6 +55,8 @@ import time
 import torch
 import transformers
 
+import perplexity_pairs as pairs  # the shared data and model folders, as the other comparisons find them
+
 TOLERANCE = 1e-4
 TAU = 0.5
 
@@ -67,13 +69,6 @@ def parse_args():
     p.add_argument("--out", required=True, type=pathlib.Path)
     p.add_argument("--quick", action="store_true", help="shorter texts, fewer SmolLM2 candidates")
     return p.parse_args()
-
-
-def paths():
-    root = pathlib.Path(__file__).resolve().parents[2]
-    data = pathlib.Path(os.environ.get("CC_DATA_DIR") or root.parent / "shared/data")
-    models = pathlib.Path(os.environ.get("CC_MODEL_DIR") or pathlib.Path.home() / ".cache/cushioncache/models")
-    return data, models
 
 
 def run(command, threads):
@@ -270,11 +265,9 @@ def load_stories(args, data):
     return model, ["--model", d / "stories260K.bin", "--tokenizer", d / "tok512.bin"], d / "tok512.bin"
 
 
-def load_smollm2(args, models):
-    gguf = models / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not gguf.exists():
-        sys.exit(f"{gguf} not found: run scripts/fetch_models.sh (or set CC_MODEL_DIR)")
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(models), gguf_file=gguf.name, dtype=torch.float32,
+def load_smollm2(args):
+    gguf = pairs.model_path()  # exits naming scripts/fetch_models.sh when it is missing
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
                                                               attn_implementation="eager").eval()
     return model, ["--model", gguf], gguf
 
@@ -290,7 +283,7 @@ def main():
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    data, models = paths()
+    data = pairs.data_dir()
     began = time.time()
     results, failed = {}, []
 
@@ -302,7 +295,7 @@ def main():
     print(row, flush=True)
     failed += [] if ok else ["stories260K"]
 
-    model, model_args, tokenizer = load_smollm2(args, models)
+    model, model_args, tokenizer = load_smollm2(args)
     text, ids = calibration_text(args.cli_exe, tokenizer, data, 64 if args.quick else 128, args.threads)
     subset = frequent_tokens(args.cli_exe, tokenizer, data, 16 if args.quick else 64, args.threads)
     ok, row, results["smollm2"] = compare_case(args, "smollm2", "SmolLM2-135M, C4's most frequent tokens", model, model_args,

@@ -14,7 +14,7 @@
 namespace cushioncache::cli {
 namespace {
 
-CLI::Validator at_least_zero(bool zero_allowed) {
+CLI::Validator sign_check(bool zero_allowed) {
   const std::string wanted = zero_allowed ? ">= 0" : "> 0";
   return CLI::Validator(
       [zero_allowed, wanted](std::string& text) -> std::string {
@@ -34,8 +34,8 @@ CLI::Validator at_least_zero(bool zero_allowed) {
 
 }  // namespace
 
-CLI::Validator positive() { return at_least_zero(false); }
-CLI::Validator non_negative() { return at_least_zero(true); }
+CLI::Validator positive() { return sign_check(false); }
+CLI::Validator non_negative() { return sign_check(true); }
 
 void ModelFlags::add_to(CLI::App& command, bool with_tokenizer) {
   command.add_option("--model", model, "Hugging Face model folder, llama.cpp .gguf file or llama2.c .bin")->required();
