@@ -25,10 +25,6 @@
 #include "cushioncache/quant/recipe.h"
 #include "bench_common.h"
 
-#ifdef CC_HAVE_CUDA_KERNELS
-#include "cushioncache/kernels/cuda/int8_ops.h"
-#endif
-
 namespace cc = cushioncache;
 
 namespace {
@@ -43,9 +39,6 @@ std::int64_t weight_bytes(cc::CausalLM& model) {
 
 int main(int argc, char** argv) {
   cc::reuse_freed_host_memory();
-#ifdef CC_HAVE_CUDA_KERNELS
-  cc::kernels::cuda::register_cuda_int8_ops();
-#endif
   CLI::App app{"Prefill time, W8A8 on the INT8 kernels vs float: stories260K or a LLaMA-7B-shaped model"};
   std::string device_name = "cpu", dtype_name = "float32";
   std::int64_t seq_len = 2048;

@@ -19,7 +19,7 @@
 #include <ATen/ATen.h>
 
 #include "cushioncache/kernels/cuda/int8_gemm_kernels.h"
-#include "cushioncache/kernels/cuda/int8_ops.h"
+#include "cushioncache/kernels/int8_ops.h"
 #include "cushioncache/kernels/cuda/quantize_kernels.h"
 #include "cushioncache/kernels/cuda/quantize_math.h"
 #include "cushioncache/quant/fake_quant.h"
@@ -592,20 +592,28 @@ TEST_CASE("CUDA INT8 GEMM preconditions are named before anything runs", "[cuda]
     cc::testing::expect_error([&] { runner.run(sym, backend, nullptr); }, cc::ErrorKind::kInvalidArgument, {"k is above 131071", "overflow"});
 }
 
+TEST_CASE("linking the CUDA component registers its INT8 backend, with nothing to call", "[kernels]") {
+  // Runs without a GPU: the registration is the library's static initializer.
+  CHECK(cc::kernels::has_int8_linear_backend(c10::DeviceType::CUDA));
+  CHECK_FALSE(cc::kernels::has_int8_linear_backend(c10::DeviceType::XLA));
+}
+
 TEST_CASE("a W8A8 layer on CUDA computes what it computes on the CPU", "[cuda]") {
   if (!have_gpu()) return;
   if (!at::hasCUDA()) {
     cc::testing::skip_without_hardware("this LibTorch has no CUDA: the ops layer needs CUDA tensors");
     return;
   }
-  cuda::register_cuda_int8_ops();
+  // Linking cushioncache::cuda registered the backend: nothing to call.
+  REQUIRE(cc::kernels::has_int8_linear_backend(c10::DeviceType::CUDA));
   at::manual_seed(3);
   const cc::QuantSpec weight_spec = cc::parse_quant_spec("w8-per-channel-sym", cc::QuantRole::kWeight);
   at::Tensor w = at::randn({96, 160}) * 0.05;
   w = cc::fake_quantize(w, cc::params_for_range(w.amin(1, true), w.amax(1, true), weight_spec));
   const at::Tensor bias = at::randn({96});
   const at::Tensor x = at::randn({3, 37, 160});
-  for (const char* input_name : {"a8-per-tensor-dynamic-sym", "a8-per-tensor-static-asym", "a8-per-tensor-dynamic-asym"}) {
+  for (const char* input_name : {"a8-per-tensor-dynamic-sym", "a8-per-tensor-static-asym", "a8-per-tensor-dynamic-asym",
+                                 "a8-per-token-dynamic-sym", "a8-per-token-dynamic-asym"}) {
     INFO(input_name);
     const cc::QuantSpec input_spec = cc::parse_quant_spec(input_name, cc::QuantRole::kActivation);
     std::optional<cc::QuantParams> static_input;

@@ -653,7 +653,7 @@ TEST_CASE("INT8 execution computes what fake quantization computes", "[quant][in
   auto tokenizer = cc::load_tokenizer(files->tokenizer);
   const auto tokens = tokenizer->encode(cc::load_corpus("wikitext2").text, cc::BosPolicy::kAuto);
   c10::NoGradGuard no_grad;
-  for (const char* preset : {"w8a8-per-tensor-static", "sq-o3", "w8a8-per-tensor-dynamic"}) {
+  for (const char* preset : {"w8a8-per-tensor-static", "sq-o3", "w8a8-per-tensor-dynamic", "w8a8-per-token-dynamic"}) {
     INFO(preset);
     cc::QuantRecipe recipe = cc::load_recipe(preset);
     recipe.calibration.samples = 8;
@@ -685,6 +685,8 @@ TEST_CASE("INT8 execution computes what fake quantization computes", "[quant][in
       if (recipe.activations.mode == cc::RangeMode::kStatic) {
         const auto state = real.activation_quantizer(ref.layer, ref.input_site)->state();
         p = cc::params_for_range(state.at("min"), state.at("max"), recipe.activations);
+      } else if (recipe.activations.granularity == cc::Granularity::kPerToken) {  // one range per token: a vector of scales
+        p = cc::params_for_range(x.amin(-1, true), x.amax(-1, true), recipe.activations);
       } else {  // one range per sequence
         p = cc::params_for_range(x.amin({1, 2}, true), x.amax({1, 2}, true), recipe.activations);
       }
@@ -704,9 +706,51 @@ TEST_CASE("INT8 execution computes what fake quantization computes", "[quant][in
                               {"INT8", "save the float model"});
   }
 
-  auto model = cc::load_model(files->bin);
-  cc::QuantizedModel per_token(*model, cc::load_recipe("w8a8-per-token-dynamic"), nullptr);
-  cc::testing::expect_error([&] { per_token.execute_int8(*model); }, cc::ErrorKind::kUnsupported, {"per-token", "INT8"});
+  // What the kernels cannot run is refused by name.
+  const cc::QuantSpec w8 = cc::parse_quant_spec("w8-per-channel-sym", cc::QuantRole::kWeight);
+  CHECK_THAT(cc::int8_execution_blocker(w8, cc::parse_quant_spec("a4-per-tensor-dynamic-sym", cc::QuantRole::kActivation), "uniform"),
+             Catch::Contains("not 8-bit per-tensor"));
+  CHECK_THAT(cc::int8_execution_blocker(w8, cc::parse_quant_spec("a8-per-token-dynamic-sym", cc::QuantRole::kActivation), "mine"),
+             Catch::Contains("not the built-in uniform one"));
+}
+
+TEST_CASE("INT8 dynamic ranges per sequence and per token: one GEMM with vector scales equals fake quantization", "[quant][int8]") {
+  if (!cc::kernels::cpu_int8_gemm_available()) {
+    cc::testing::skip_test("this build has no oneDNN (install libdnnl-dev and reconfigure)");
+    return;
+  }
+  at::manual_seed(11);
+  const cc::QuantSpec weight_spec = cc::parse_quant_spec("w8-per-channel-sym", cc::QuantRole::kWeight);
+  at::Tensor w = at::randn({40, 96}) * 0.05;
+  w = cc::fake_quantize(w, cc::params_for_range(w.amin(1, true), w.amax(1, true), weight_spec));
+  const at::Tensor bias = at::randn({40});
+  // Rows of very different ranges, so a wrong row-to-scale mapping shows.
+  at::Tensor x = at::randn({3, 17, 96}) * at::linspace(0.1, 20.0, 3 * 17).reshape({3, 17, 1});
+  x[1][4][7] = 300.0;  // one outlier token
+  for (const char* input_name : {"a8-per-token-dynamic-sym", "a8-per-token-dynamic-asym", "a8-per-tensor-dynamic-sym",
+                                 "a8-per-tensor-dynamic-asym"}) {
+    INFO(input_name);
+    const cc::QuantSpec input_spec = cc::parse_quant_spec(input_name, cc::QuantRole::kActivation);
+    const bool per_token = input_spec.granularity == cc::Granularity::kPerToken;
+    const cc::QuantParams p = per_token ? cc::params_for_range(x.amin(-1, true), x.amax(-1, true), input_spec)
+                                        : cc::params_for_range(x.amin({1, 2}, true), x.amax({1, 2}, true), input_spec);
+    // float64 reference of the fake-quantized layer.
+    const at::Tensor expected = at::linear(cc::fake_quantize(x, p).to(at::kDouble), w.to(at::kDouble), bias.to(at::kDouble));
+    const cc::Int8LinearKernel kernel(w, bias, weight_spec, input_spec, std::nullopt);
+    const at::Tensor got = kernel.forward(x);
+    REQUIRE(got.sizes() == expected.sizes());
+    // Row by row, relative to the row's own size: a small row quantized with a big row's
+    // scale would be off by far more.
+    const at::Tensor row_error = (got.to(at::kDouble) - expected).abs().amax(-1);
+    const at::Tensor row_size = expected.abs().amax(-1);
+    CHECK((row_error <= row_size * 1e-5 + 1e-6).all().item<bool>());
+    // 2-D input: per token still per row; per tensor one range for all rows.
+    const at::Tensor x2 = x[2];
+    const cc::QuantParams p2 = per_token ? cc::params_for_range(x2.amin(-1, true), x2.amax(-1, true), input_spec)
+                                         : cc::params_for_range(x2.min().reshape({1, 1}), x2.max().reshape({1, 1}), input_spec);
+    const at::Tensor expected2 = at::linear(cc::fake_quantize(x2, p2).to(at::kDouble), w.to(at::kDouble), bias.to(at::kDouble));
+    CHECK(cc::testing::max_abs_diff(kernel.forward(x2).to(at::kDouble), expected2) <= 1e-5 * expected2.abs().max().item<double>() + 1e-6);
+  }
 }
 
 TEST_CASE("INT8 execution takes a bfloat16 model's fake-quantized weights", "[quant][int8]") {

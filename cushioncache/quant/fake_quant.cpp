@@ -1,15 +1,15 @@
 #include "cushioncache/quant/fake_quant.h"
 
+#include <tuple>
+
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "cushioncache/core/error.h"
+#include "cushioncache/kernels/affine_params.h"
 
 namespace cushioncache {
 namespace {
-
-// Keeps 1 / scale finite for a range that collapsed to a point.
-constexpr double kMinScale = 1e-10;
 
 struct FakeQuantizeSte : public torch::autograd::Function<FakeQuantizeSte> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& scale,
@@ -38,14 +38,7 @@ std::pair<std::int64_t, std::int64_t> integer_range(const QuantSpec& spec) {
 QuantParams params_for_range(const at::Tensor& min, const at::Tensor& max, const QuantSpec& spec) {
   QuantParams p;
   std::tie(p.qmin, p.qmax) = integer_range(spec);
-  const at::Tensor lo = min.to(at::kFloat).clamp_max(0.0), hi = max.to(at::kFloat).clamp_min(0.0);
-  if (spec.symmetric) {
-    p.scale = at::maximum(lo.abs(), hi).div(static_cast<double>(p.qmax)).clamp_min_(kMinScale);
-    p.zero_point = at::zeros_like(p.scale);
-  } else {
-    p.scale = (hi - lo).div(static_cast<double>(p.qmax - p.qmin)).clamp_min_(kMinScale);
-    p.zero_point = at::round(-lo / p.scale).clamp_(static_cast<double>(p.qmin), static_cast<double>(p.qmax));
-  }
+  std::tie(p.scale, p.zero_point) = kernels::affine_params(min, max, spec.symmetric, p.qmin, p.qmax);
   return p;
 }
 

@@ -10,16 +10,9 @@
 #include "cushioncache/core/allocator.h"
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
-#ifdef CC_HAVE_CUDA_KERNELS
-#include "cushioncache/kernels/cuda/int8_ops.h"
-#endif
-
 int main(int argc, char** argv) {
   namespace cc = cushioncache;
   cc::reuse_freed_host_memory();
-#ifdef CC_HAVE_CUDA_KERNELS
-  cc::kernels::cuda::register_cuda_int8_ops();
-#endif
   CLI::App app{"CushionCache: attention-sink prefixes for accurate per-tensor static INT8 activation quantization of LLMs"};
   app.require_subcommand(1);
   std::string log_level = "info";

@@ -1,6 +1,7 @@
 // A minimal program built against the installed CushionCache package: loads a model and
 // its tokenizer, watches the residual stream through an activation hook, and checks that
-// a cached prefix leaves the text logits unchanged.
+// a cached prefix leaves the text logits unchanged; then says which devices have INT8
+// kernels (CUDA when the program links cushioncache::cuda, the package's CUDA component).
 //   consumer <model: HF folder or llama2.c .bin> <tokenizer>
 #include <cstdio>
 #include <vector>
@@ -8,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include "cushioncache/core/error.h"
+#include "cushioncache/kernels/int8_ops.h"
 #include "cushioncache/model/causal_lm.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/tokenizer/tokenizer.h"
@@ -59,6 +61,8 @@ int main(int argc, char** argv) {
         (text_logits - full_logits.narrow(1, static_cast<std::int64_t>(prefix.size()), static_cast<std::int64_t>(text.size())))
             .abs().max().item<double>();
     std::printf("prefix-cached logits match the full sequence: max |diff| = %.2e\n", diff);
+    std::printf("INT8 kernels: cpu %s, cuda %s\n", cc::kernels::has_int8_linear_backend(c10::DeviceType::CPU) ? "yes" : "no",
+                cc::kernels::has_int8_linear_backend(c10::DeviceType::CUDA) ? "yes" : "no");
     return diff < 1e-4 ? 0 : 1;
   } catch (const cc::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

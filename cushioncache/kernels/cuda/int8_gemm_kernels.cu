@@ -70,27 +70,47 @@ __device__ __forceinline__ void store(__half* y, float v) { *y = __float2half_rn
 __device__ __forceinline__ void store(__nv_bfloat16* y, float v) { *y = __float2bfloat16_rn(v); }
 
 // What the fused epilogue and the cuBLASLt epilogue share: one int32 sum to one output.
+// The activation scale and zero-point are one pair (read once) or one per group of
+// rows_per_scale rows (a sequence, or a token).
 struct Dequantizer {
   float a_scale;
   int a_zero_point;
+  const float* a_scales;       // with rows_per_scale > 0
+  const float* a_zero_points;  // with rows_per_scale > 0 and uint8 activations
+  std::int64_t rows_per_scale;
   const float* w_scales;
   bool w_per_channel;
   const std::int32_t* w_row_sums;
   const float* bias;
 
-  __device__ __forceinline__ float operator()(int acc, std::int64_t col) const {
+  __device__ __forceinline__ float operator()(int acc, std::int64_t row, std::int64_t col) const {
+    float scale = a_scale;
+    int zero_point = a_zero_point;
+    if (rows_per_scale > 0) {
+      const std::int64_t g = row / rows_per_scale;
+      scale = a_scales[g];
+      zero_point = a_zero_points != nullptr ? __float2int_rn(a_zero_points[g]) : 0;
+    }
     // The zero-point correction in int32: |z * sum_k w| <= 255 * 128 * K, exact for every
     // K the precondition admits (kGemmMaxKUnsigned), where a float would round.
-    if (w_row_sums != nullptr) acc -= a_zero_point * w_row_sums[col];
-    float v = a_scale * w_scales[w_per_channel ? col : 0] * static_cast<float>(acc);
+    if (w_row_sums != nullptr) acc -= zero_point * w_row_sums[col];
+    float v = scale * w_scales[w_per_channel ? col : 0] * static_cast<float>(acc);
     if (bias != nullptr) v += bias[col];
     return v;
   }
 };
 
 __device__ __forceinline__ Dequantizer make_dequantizer(const GemmS8S8& p) {
-  return Dequantizer{*p.a_scale, p.a_unsigned ? __float2int_rn(*p.a_zero_point) : 0, p.w_scales, p.w_per_channel,
-                     p.a_unsigned ? p.w_row_sums : nullptr, p.bias};
+  const bool vector = p.a_rows_per_scale > 0;
+  return Dequantizer{vector ? 0.0f : *p.a_scale,
+                     !vector && p.a_unsigned ? __float2int_rn(*p.a_zero_point) : 0,
+                     p.a_scale,
+                     p.a_unsigned ? p.a_zero_point : nullptr,
+                     p.a_rows_per_scale,
+                     p.w_scales,
+                     p.w_per_channel,
+                     p.a_unsigned ? p.w_row_sums : nullptr,
+                     p.bias};
 }
 
 template <bool kUnsignedA, typename OutT>
@@ -165,7 +185,7 @@ __global__ void __launch_bounds__(kThreads) gemm_s8s8_kernel(GemmS8S8 p) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const std::int64_t row = tile_m + acc_row(warp_m, fm, lane, i), col = tile_n + acc_col(warp_n, fn, lane, i);
-        if (row < p.m && col < p.n) store(y + row * p.n + col, dequantize(acc[fm][fn][i], col));
+        if (row < p.m && col < p.n) store(y + row * p.n + col, dequantize(acc[fm][fn][i], row, col));
       }
 }
 
@@ -175,7 +195,7 @@ __global__ void dequantize_int32_kernel(const std::int32_t* __restrict__ acc, Ge
   OutT* y = static_cast<OutT*>(p.y);
   const std::int64_t total = p.m * p.n, stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride)
-    store(y + i, dequantize(acc[i], i % p.n));
+    store(y + i, dequantize(acc[i], i / p.n, i % p.n));
 }
 
 __global__ void weight_row_sums_kernel(const std::int8_t* __restrict__ w, std::int64_t k, std::int32_t* sums) {
@@ -193,15 +213,22 @@ __global__ void weight_row_sums_kernel(const std::int8_t* __restrict__ w, std::i
   }
 }
 
-__global__ void scale_from_absmax_kernel(const float* absmax, const unsigned* nan_count, float qmax, float* scale) {
+__global__ void scale_from_absmax_kernel(const float* absmax, const unsigned* nan_count, float qmax, float* scale, std::int64_t count) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   // params_for_range's arithmetic (quantize_math.h), so an all-zero tensor gets its floor.
-  *scale = nan_count != nullptr && *nan_count > 0 ? __int_as_float(0x7fc00000) : symmetric_scale(*absmax, qmax);
+  const bool nan = nan_count != nullptr && *nan_count > 0;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride)
+    scale[i] = nan ? __int_as_float(0x7fc00000) : symmetric_scale(absmax[i], qmax);
 }
 
-__global__ void asymmetric_params_kernel(const float* min, const float* max, float qmin, float qmax, float* scale, float* zero_point) {
-  const AffineParams params = asymmetric_params(*min, *max, qmin, qmax);
-  *scale = params.scale;
-  *zero_point = params.zero_point;
+__global__ void asymmetric_params_kernel(const float* min, const float* max, float qmin, float qmax, float* scale, float* zero_point,
+                                         std::int64_t count) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    const AffineParams params = asymmetric_params(min[i], max[i], qmin, qmax);
+    scale[i] = params.scale;
+    zero_point[i] = params.zero_point;
+  }
 }
 
 int elementwise_grid(std::int64_t work) {
@@ -394,18 +421,22 @@ void weight_row_sums(const std::int8_t* w, std::int64_t n, std::int64_t k, std::
   check_cuda(cudaGetLastError(), "weight_row_sums: launch");
 }
 
-void scale_from_absmax(const float* absmax, const unsigned* nan_count, int qmax, float* scale, Stream stream) {
+void scale_from_absmax(const float* absmax, const unsigned* nan_count, int qmax, float* scale, Stream stream, std::int64_t count) {
   if (absmax == nullptr || scale == nullptr) fail_invalid_argument("scale_from_absmax: a pointer is null");
   if (qmax <= 0) fail_invalid_argument("scale_from_absmax: qmax must be positive");
-  scale_from_absmax_kernel<<<1, 1, 0, stream>>>(absmax, nan_count, static_cast<float>(qmax), scale);
+  if (count < 1) fail_invalid_argument("scale_from_absmax: count must be positive");
+  scale_from_absmax_kernel<<<elementwise_grid(count), 256, 0, stream>>>(absmax, nan_count, static_cast<float>(qmax), scale, count);
   check_cuda(cudaGetLastError(), "scale_from_absmax: launch");
 }
 
-void asymmetric_params_from_range(const float* min, const float* max, int qmin, int qmax, float* scale, float* zero_point, Stream stream) {
+void asymmetric_params_from_range(const float* min, const float* max, int qmin, int qmax, float* scale, float* zero_point, Stream stream,
+                                  std::int64_t count) {
   if (min == nullptr || max == nullptr || scale == nullptr || zero_point == nullptr)
     fail_invalid_argument("asymmetric_params_from_range: a pointer is null");
   if (qmin >= qmax) fail_invalid_argument("asymmetric_params_from_range: qmin must be below qmax");
-  asymmetric_params_kernel<<<1, 1, 0, stream>>>(min, max, static_cast<float>(qmin), static_cast<float>(qmax), scale, zero_point);
+  if (count < 1) fail_invalid_argument("asymmetric_params_from_range: count must be positive");
+  asymmetric_params_kernel<<<elementwise_grid(count), 256, 0, stream>>>(min, max, static_cast<float>(qmin), static_cast<float>(qmax), scale,
+                                                                         zero_point, count);
   check_cuda(cudaGetLastError(), "asymmetric_params_from_range: launch");
 }
 
@@ -418,6 +449,7 @@ const char* gemm_unsupported_reason(const GemmS8S8& p, GemmBackend backend) {
     return "gemm_s8s8: k is above 131071, where the int32 sums of int8 x int8 products (up to 128 * 128 * k) can overflow";
   if (p.a == nullptr || p.w == nullptr || p.y == nullptr || p.a_scale == nullptr || p.w_scales == nullptr)
     return "gemm_s8s8: a, w, y, a_scale or w_scales is null";
+  if (p.a_rows_per_scale < 0) return "gemm_s8s8: a_rows_per_scale is negative";
   if (p.a_unsigned && (p.a_zero_point == nullptr || p.w_row_sums == nullptr))
     return "gemm_s8s8: uint8 activations need a_zero_point and w_row_sums (weight_row_sums)";
   if (backend == GemmBackend::kCublasLt) {

@@ -1,7 +1,10 @@
 // CUDA INT8 GEMM with a dequantizing epilogue, the arithmetic of a W8A8 linear layer on
 // the GPU (the CPU twin is kernels/int8_gemm.h):
 //
-//   y[m, n] = scale_a * scale_w[n] * (sum_k a[m, k] * w[n, k] - zero_a * sum_k w[n, k])  (+ bias[n])
+//   y[m, n] = scale_a[g] * scale_w[n] * (sum_k a[m, k] * w[n, k] - zero_a[g] * sum_k w[n, k])  (+ bias[n])
+//
+// with g = 0 (one activation scale and zero-point) or g = m / a_rows_per_scale (one per
+// sequence or token: vector scales, as vLLM's scaled_mm takes them).
 //
 // int8 x int8 (or uint8 x int8 for asymmetric activations) with int32 accumulation on
 // tensor cores. Two backends behind one problem description:
@@ -28,8 +31,9 @@ struct GemmS8S8 {
   std::int64_t m = 0, n = 0, k = 0;
   const void* a = nullptr;               // [m, k] int8, or uint8 when a_unsigned; device, 16-byte aligned
   bool a_unsigned = false;
-  const float* a_scale = nullptr;        // device scalar
-  const float* a_zero_point = nullptr;   // device scalar (whole number in 0..255); only with a_unsigned
+  const float* a_scale = nullptr;        // device scalar, or [m / a_rows_per_scale] with vector scales
+  const float* a_zero_point = nullptr;   // likewise (whole numbers in 0..255); only with a_unsigned
+  std::int64_t a_rows_per_scale = 0;     // 0: one scale for every row; r > 0: rows [g * r, (g + 1) * r) use element g
   const std::int8_t* w = nullptr;        // [n, k] (nn.Linear's layout); device, 16-byte aligned
   const float* w_scales = nullptr;       // device, [n] when w_per_channel, else [1]
   bool w_per_channel = false;
@@ -51,18 +55,19 @@ inline constexpr std::int64_t kGemmMaxKUnsigned = 65793, kGemmMaxKSigned = 13107
 // computed once per weight.
 void weight_row_sums(const std::int8_t* w, std::int64_t n, std::int64_t k, std::int32_t* sums, Stream stream);
 
-// *scale = max(*absmax / qmax, 1e-10) on the device (params_for_range's floor), so a
-// dynamic (absmax) scale never leaves the GPU and a zero tensor gets a tiny positive
-// scale instead of a division by zero.
-// With `nan_count` (absmax's count; may be null) above zero the scale is NaN, so the NaN
+// scale[i] = max(absmax[i] / qmax, 1e-10) for `count` values on the device
+// (params_for_range's floor), so a dynamic (absmax) scale never leaves the GPU and a zero
+// tensor gets a tiny positive scale instead of a division by zero.
+// With `nan_count` (absmax's count; may be null) above zero every scale is NaN, so the NaN
 // reaches the output instead of vanishing in the abs-max.
-void scale_from_absmax(const float* absmax, const unsigned* nan_count, int qmax, float* scale, Stream stream);
+void scale_from_absmax(const float* absmax, const unsigned* nan_count, int qmax, float* scale, Stream stream, std::int64_t count = 1);
 
-// params_for_range's asymmetric scale and zero-point (quant/fake_quant.h) from a device
-// min and max (one float each), on the device: no host synchronisation, and the division
+// params_for_range's asymmetric scale and zero-point (kernels/affine_params.h) from device
+// mins and maxes (`count` floats each), on the device: no host synchronisation, and the division
 // exact as on the CPU (ATen's CUDA division by a host scalar multiplies by its reciprocal,
 // one ulp off, which moved some inputs to the neighbouring integer). NaN propagates.
-void asymmetric_params_from_range(const float* min, const float* max, int qmin, int qmax, float* scale, float* zero_point, Stream stream);
+void asymmetric_params_from_range(const float* min, const float* max, int qmin, int qmax, float* scale, float* zero_point, Stream stream,
+                                  std::int64_t count = 1);
 
 // Why `problem` cannot run on `backend` (nullptr when it can): K above the int32 bound,
 // alignment, K a multiple of 16 (of 4 for cuBLASLt), null pointers, missing row sums,

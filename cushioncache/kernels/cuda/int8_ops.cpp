@@ -1,6 +1,7 @@
-#include "cushioncache/kernels/cuda/int8_ops.h"
-
-#include <vector>
+// The CUDA backend of the W8A8 linear op (kernels/int8_ops.h): maps CUDA tensors onto the
+// framework-free kernels (int8_gemm_kernels.h, quantize_kernels.h) on LibTorch's current
+// stream. It registers itself when this library is loaded, so linking cushioncache::cuda
+// is all a program does to run INT8 layers on GPUs.
 
 #include <ATen/ATen.h>
 #include <c10/core/DeviceGuard.h>
@@ -11,8 +12,7 @@
 #include "cushioncache/core/error.h"
 #include "cushioncache/kernels/cuda/int8_gemm_kernels.h"
 #include "cushioncache/kernels/cuda/quantize_kernels.h"
-#include "cushioncache/quant/fake_quant.h"
-#include "cushioncache/quant/int8_linear.h"
+#include "cushioncache/kernels/int8_ops.h"
 
 namespace cushioncache::kernels::cuda {
 namespace {
@@ -38,76 +38,77 @@ Stream current_stream(const c10::Device& device) {
 #endif
 }
 
-at::Tensor cuda_int8_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& w_scales, const at::Tensor& w_row_sums,
-                            const at::Tensor& bias, const QuantSpec& input_spec, const std::optional<QuantParams>& input) {
+at::Tensor cuda_int8_linear(const Int8LinearProblem& problem) {
+  const at::Tensor& x = problem.x;
+  const ActivationQuant& input = *problem.input;
+  const Int8Weight& weight = *problem.weight;
   const c10::DeviceGuard on_device(x.device());
-  const std::int64_t in = weight.size(1), out = weight.size(0);
+  const std::int64_t m = x.size(0), in = x.size(1), out = weight.values.size(0);
   const FloatType type = float_type(x.scalar_type());
   const Stream stream = current_stream(x.device());
-  // Dynamic ranges are per sequence, as on the CPU (quant/int8_linear.cpp).
-  const std::int64_t groups = input || x.dim() < 3 ? 1 : x.size(0);
-  const at::Tensor x3 = x.reshape({groups, -1, in}).contiguous();
-  const std::int64_t rows = x3.size(1);
-  at::Tensor y = at::empty({groups, rows, out}, x3.options());
-  const bool unsigned_input = !input_spec.symmetric;
-  const auto [qmin, qmax] = integer_range(input_spec);
-  const at::TensorOptions floats = x3.options().dtype(at::kFloat);
-  at::Tensor q = at::empty({rows, in}, x3.options().dtype(unsigned_input ? at::kByte : at::kChar));
+  const bool unsigned_input = !input.symmetric;
+  const at::TensorOptions floats = x.options().dtype(at::kFloat);
+  // One pair for all rows (static), or one per group of rows_per_scale rows.
+  const std::int64_t groups = problem.rows_per_scale > 0 ? m / problem.rows_per_scale : 1;
+  const std::int64_t group_elements = problem.rows_per_scale > 0 ? problem.rows_per_scale * in : m * in;
+  at::Tensor scale, zero_point;
+  if (problem.rows_per_scale == 0) {
+    scale = input.scale.reshape({1}).to(at::kFloat).contiguous();
+    zero_point = input.zero_point.reshape({1}).to(at::kFloat).contiguous();
+  } else if (input.symmetric) {
+    // Abs-max and scales on the device: no host synchronisation. A NaN in x makes every
+    // scale NaN, so the output is NaN as on the CPU, where the callers' checks see it.
+    const at::Tensor absmax_values = at::empty({groups}, floats), nans = at::empty({1}, floats.dtype(at::kInt));
+    unsigned* nan_count = reinterpret_cast<unsigned*>(nans.data_ptr<int>());
+    if (groups == 1)
+      absmax(x.data_ptr(), type, x.numel(), absmax_values.data_ptr<float>(), nan_count, stream);
+    else
+      absmax_per_row(x.data_ptr(), type, groups, group_elements, absmax_values.data_ptr<float>(), nan_count, stream);
+    scale = at::empty({groups}, floats);
+    zero_point = at::zeros({groups}, floats);
+    scale_from_absmax(absmax_values.data_ptr<float>(), nan_count, static_cast<int>(input.qmax), scale.data_ptr<float>(), stream, groups);
+  } else {
+    // params_for_range's arithmetic on the device, dividing exactly: through ATen, its
+    // division by the host scalar 255 would be a multiplication by the reciprocal on
+    // CUDA, one ulp off the CPU's scale.
+    const auto [lo, hi] = at::aminmax(x.reshape({groups, -1}), 1);
+    const at::Tensor lo_f = lo.to(at::kFloat).contiguous(), hi_f = hi.to(at::kFloat).contiguous();
+    scale = at::empty({groups}, floats);
+    zero_point = at::empty({groups}, floats);
+    asymmetric_params_from_range(lo_f.data_ptr<float>(), hi_f.data_ptr<float>(), static_cast<int>(input.qmin), static_cast<int>(input.qmax),
+                                 scale.data_ptr<float>(), zero_point.data_ptr<float>(), stream, groups);
+  }
+  at::Tensor q = at::empty({m, in}, x.options().dtype(unsigned_input ? at::kByte : at::kChar));
+  quantize_per_group(x.data_ptr(), type, m * in, group_elements, scale.data_ptr<float>(), zero_point.data_ptr<float>(),
+                     static_cast<int>(input.qmin), static_cast<int>(input.qmax), q.data_ptr(), unsigned_input, stream);
+  at::Tensor y = at::empty({m, out}, x.options());
+  GemmS8S8 p;
+  p.m = m, p.n = out, p.k = in;
+  p.a = q.data_ptr();
+  p.a_unsigned = unsigned_input;
+  p.a_scale = scale.data_ptr<float>();
+  p.a_zero_point = unsigned_input ? zero_point.data_ptr<float>() : nullptr;
+  p.a_rows_per_scale = problem.rows_per_scale;
+  p.w = weight.values.data_ptr<std::int8_t>();
+  p.w_scales = weight.scales.data_ptr<float>();
+  p.w_per_channel = weight.scales.numel() > 1;
+  p.w_row_sums = unsigned_input ? weight.row_sums.data_ptr<std::int32_t>() : nullptr;
+  p.bias = weight.bias.defined() ? weight.bias.data_ptr<float>() : nullptr;
+  p.y = y.data_ptr();
+  p.y_type = type;
   // One runner per (device, stream): its cuBLASLt buffers are stream-ordered on one stream of
   // one device, which a per-thread runner would carry across streams and devices.
-  Int8GemmRunner& runner = shared_runner(static_cast<int>(x.device().index()), stream);
-  for (std::int64_t g = 0; g < groups && rows > 0; ++g) {
-    const at::Tensor xg = x3[g];
-    at::Tensor scale, zero_point;
-    if (input) {
-      scale = input->scale.reshape({1}).to(at::kFloat).contiguous();
-      zero_point = input->zero_point.reshape({1}).to(at::kFloat).contiguous();
-    } else if (input_spec.symmetric) {
-      // Abs-max and scale on the device: no host synchronisation. A NaN in x makes the
-      // scale NaN, so the output is NaN as on the CPU, where the callers' checks see it.
-      const at::Tensor absmax_value = at::empty({1}, floats), nans = at::empty({1}, floats.dtype(at::kInt));
-      scale = at::empty({1}, floats);
-      zero_point = at::zeros({1}, floats);
-      absmax(xg.data_ptr(), type, xg.numel(), absmax_value.data_ptr<float>(), reinterpret_cast<unsigned*>(nans.data_ptr<int>()), stream);
-      scale_from_absmax(absmax_value.data_ptr<float>(), reinterpret_cast<const unsigned*>(nans.data_ptr<int>()), static_cast<int>(qmax),
-                        scale.data_ptr<float>(), stream);
-    } else {
-      // params_for_range's arithmetic on the device, dividing exactly: through ATen, its
-      // division by the host scalar 255 would be a multiplication by the reciprocal on
-      // CUDA, one ulp off the CPU's scale.
-      const auto [lo, hi] = at::aminmax(xg);
-      const at::Tensor lo_f = lo.reshape({1}).to(at::kFloat).contiguous(), hi_f = hi.reshape({1}).to(at::kFloat).contiguous();
-      scale = at::empty({1}, floats);
-      zero_point = at::empty({1}, floats);
-      asymmetric_params_from_range(lo_f.data_ptr<float>(), hi_f.data_ptr<float>(), static_cast<int>(qmin), static_cast<int>(qmax),
-                                   scale.data_ptr<float>(), zero_point.data_ptr<float>(), stream);
-    }
-    quantize_per_tensor(xg.data_ptr(), type, xg.numel(), scale.data_ptr<float>(), zero_point.data_ptr<float>(), static_cast<int>(qmin),
-                        static_cast<int>(qmax), q.data_ptr(), unsigned_input, stream);
-    GemmS8S8 p;
-    p.m = rows, p.n = out, p.k = in;
-    p.a = q.data_ptr();
-    p.a_unsigned = unsigned_input;
-    p.a_scale = scale.data_ptr<float>();
-    p.a_zero_point = unsigned_input ? zero_point.data_ptr<float>() : nullptr;
-    p.w = weight.data_ptr<std::int8_t>();
-    p.w_scales = w_scales.data_ptr<float>();
-    p.w_per_channel = w_scales.numel() > 1;
-    p.w_row_sums = unsigned_input ? w_row_sums.data_ptr<std::int32_t>() : nullptr;
-    p.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
-    p.y = y[g].data_ptr();
-    p.y_type = type;
-    runner.run(p, GemmBackend::kAuto, stream);
-  }
-  std::vector<std::int64_t> shape(x.sizes().begin(), x.sizes().end());
-  shape.back() = out;
-  return y.view(shape);
+  shared_runner(static_cast<int>(x.device().index()), stream).run(p, GemmBackend::kAuto, stream);
+  return y;
 }
 
-const CudaInt8Ops kOps{&cuda_int8_linear};
+// Registered when the library is loaded (kernels/int8_ops.h's registry is constant-
+// initialised, so the order of static initialisers does not matter).
+[[maybe_unused]] const bool registered = [] {
+  register_int8_linear_backend(c10::DeviceType::CUDA, &cuda_int8_linear);
+  return true;
+}();
 
 }  // namespace
-
-void register_cuda_int8_ops() { set_cuda_int8_ops(&kOps); }
 
 }  // namespace cushioncache::kernels::cuda

@@ -93,14 +93,21 @@ __global__ void absmax_per_row_kernel(const T* __restrict__ x, std::int64_t cols
 }
 
 template <typename T, typename Q>
-__global__ void quantize_kernel(const T* __restrict__ x, std::int64_t n, const float* scale, const float* zero_point, float qmin, float qmax,
-                                Q* __restrict__ out) {
-  const float s = *scale, z = *zero_point;
+__global__ void quantize_kernel(const T* __restrict__ x, std::int64_t n, std::int64_t group, const float* scale, const float* zero_point,
+                                float qmin, float qmax, Q* __restrict__ out) {
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   // quantize_element clamps in float before converting, as the CPU does: an integer
   // addition of the zero-point after the rounding overflowed for huge or infinite x.
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = static_cast<Q>(quantize_element(to_float(x[i]), s, z, qmin, qmax));
+  if (group >= n) {  // one pair, read once
+    const float s = *scale, z = *zero_point;
+    for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+      out[i] = static_cast<Q>(quantize_element(to_float(x[i]), s, z, qmin, qmax));
+    return;
+  }
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const std::int64_t g = i / group;
+    out[i] = static_cast<Q>(quantize_element(to_float(x[i]), scale[g], zero_point[g], qmin, qmax));
+  }
 }
 
 int grid_for(std::int64_t work) {
@@ -155,22 +162,29 @@ void absmax_per_row(const void* x, FloatType type, std::int64_t rows, std::int64
 
 void quantize_per_tensor(const void* x, FloatType type, std::int64_t n, const float* scale, const float* zero_point, int qmin,
                          int qmax, void* out, bool out_unsigned, Stream stream) {
-  if (n < 0) fail_invalid_argument("quantize_per_tensor: n is negative");
-  if (x == nullptr || scale == nullptr || zero_point == nullptr || out == nullptr)
-    fail_invalid_argument("quantize_per_tensor: a pointer is null");
+  quantize_per_group(x, type, n, n, scale, zero_point, qmin, qmax, out, out_unsigned, stream);
+}
+
+void quantize_per_group(const void* x, FloatType type, std::int64_t n, std::int64_t group, const float* scale, const float* zero_point,
+                        int qmin, int qmax, void* out, bool out_unsigned, Stream stream) {
+  if (n < 0) fail_invalid_argument("quantize: n is negative");
+  if (x == nullptr || scale == nullptr || zero_point == nullptr || out == nullptr) fail_invalid_argument("quantize: a pointer is null");
   if (qmin > qmax || (out_unsigned && (qmin < 0 || qmax > 255)) || (!out_unsigned && (qmin < -128 || qmax > 127)))
-    fail_invalid_argument("quantize_per_tensor: [qmin, qmax] does not fit the output type");
+    fail_invalid_argument("quantize: [qmin, qmax] does not fit the output type");
   if (n == 0) return;
+  if (group < 1) fail_invalid_argument("quantize: the group size must be positive");
   dispatch(type, [&](auto tag) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
     if (out_unsigned)
-      quantize_kernel<T, std::uint8_t><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), n, scale, zero_point, static_cast<float>(qmin),
-                                                                             static_cast<float>(qmax), static_cast<std::uint8_t*>(out));
+      quantize_kernel<T, std::uint8_t><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), n, group, scale, zero_point,
+                                                                             static_cast<float>(qmin), static_cast<float>(qmax),
+                                                                             static_cast<std::uint8_t*>(out));
     else
-      quantize_kernel<T, std::int8_t><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), n, scale, zero_point, static_cast<float>(qmin),
-                                                                            static_cast<float>(qmax), static_cast<std::int8_t*>(out));
+      quantize_kernel<T, std::int8_t><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), n, group, scale, zero_point,
+                                                                            static_cast<float>(qmin), static_cast<float>(qmax),
+                                                                            static_cast<std::int8_t*>(out));
   });
-  check_cuda(cudaGetLastError(), "quantize_per_tensor: launch");
+  check_cuda(cudaGetLastError(), "quantize: launch");
 }
 
 }  // namespace cushioncache::kernels::cuda

@@ -38,4 +38,9 @@ void absmax_per_row(const void* x, FloatType type, std::int64_t rows, std::int64
 void quantize_per_tensor(const void* x, FloatType type, std::int64_t n, const float* scale, const float* zero_point, int qmin,
                          int qmax, void* out, bool out_unsigned, Stream stream);
 
+// The same with one scale and zero-point per group of `group` consecutive elements
+// (element i uses scale[i / group]): per sequence or per token of a row-major [M, K] input.
+void quantize_per_group(const void* x, FloatType type, std::int64_t n, std::int64_t group, const float* scale, const float* zero_point,
+                        int qmin, int qmax, void* out, bool out_unsigned, Stream stream);
+
 }  // namespace cushioncache::kernels::cuda
