@@ -141,7 +141,7 @@ void bench_model(const char* label, cc::CausalLM& model, const cc::Tokenizer& to
     }
     const cc::SearchStep& step = runs.front().step;
     const double c = median(cpu);
-    const std::int64_t budget = runs.front().batch * cc::candidate_working_bytes(model.config(), 1, options.text_tokens, element);
+    const std::int64_t budget = runs.front().batch * cc::candidate_working_bytes(model, 1, options.text_tokens, element);
     std::printf("%-28s %-15s %5d %5lld %6lld %9.1f%% %9.2f %9.2f %8.2f %8.2fx %8.2fx %10s %10s %6s %12.6g %8s\n", label, mode, ranks,
                 static_cast<long long>(runs.front().batch), static_cast<long long>(step.candidates),
                 100.0 * static_cast<double>(step.blocks_evaluated) / static_cast<double>(step.blocks_exhaustive), median(wall), c,

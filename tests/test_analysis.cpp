@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/analysis/activation_stats.h"
 #include "cushioncache/analysis/inspect.h"

@@ -357,3 +357,36 @@ TEST_CASE("bad checkpoints and inputs fail with errors that name the culprit", "
     cc::testing::expect_error([&] { model->forward(ids_tensor({3, 4}), fo); }, cc::ErrorKind::kInvalidArgument, {"attention_mask"});
   }
 }
+
+TEST_CASE("a hook on one site as a function: sees that site of every layer, and its replacement is used", "[model][hooks]") {
+  auto files = cc::testing::stories_files();
+  if (!files) return;
+  auto model = cc::load_model(files->bin);
+  c10::NoGradGuard no_grad;
+  const at::Tensor tokens = at::tensor(std::vector<std::int64_t>{1, 400, 30, 87, 12}, at::kLong).unsqueeze(0);
+  const at::Tensor plain = model->forward(tokens).logits;
+  std::vector<int> layers;
+  {
+    cc::HookHandle seen = model->add_hook(cc::Site::kDownProjInput, [&](const cc::SiteContext& ctx, const at::Tensor& x) {
+      CHECK(ctx.site == cc::Site::kDownProjInput);
+      layers.push_back(ctx.layer);
+      return x;
+    });
+    CHECK(at::equal(model->forward(tokens).logits, plain));  // observing changes nothing
+  }
+  std::vector<int> expected(static_cast<std::size_t>(model->config().num_layers));
+  for (std::size_t i = 0; i < expected.size(); ++i) expected[i] = static_cast<int>(i);
+  CHECK(layers == expected);
+  // Zeroing the MLP's inner activations of the last layer equals dropping its MLP: the
+  // logits move, and back when the handle is gone.
+  {
+    const int last = static_cast<int>(model->config().num_layers) - 1;
+    cc::HookHandle zero = model->add_hook(cc::Site::kDownProjInput, [last](const cc::SiteContext& ctx, const at::Tensor& x) {
+      return ctx.layer == last ? at::zeros_like(x) : x;
+    });
+    CHECK_FALSE(at::allclose(model->forward(tokens).logits, plain));
+  }
+  CHECK(at::equal(model->forward(tokens).logits, plain));
+  cc::testing::expect_error([&] { model->add_hook(cc::Site::kKey, cc::CausalLM::SiteFunction()); }, cc::ErrorKind::kInvalidArgument,
+                            {"empty function", "key"});
+}

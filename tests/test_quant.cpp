@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <set>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/core/files.h"
 #include "cushioncache/io/corpus.h"

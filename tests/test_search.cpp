@@ -9,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/analysis/planted_sink.h"
 #include "cushioncache/core/data_dir.h"
@@ -148,10 +149,10 @@ TEST_CASE("max_memory lowers the candidate batch to what fits, and the choice st
   auto s = stories();
   if (!s) return;
   cc::SearchOptions bounded = small_search();
-  const std::int64_t per_candidate = cc::candidate_working_bytes(s->model->config(), bounded.max_length - 1, bounded.text_tokens, 4);
+  const std::int64_t per_candidate = cc::candidate_working_bytes(*s->model, bounded.max_length - 1, bounded.text_tokens, 4);
   // Larger with a longer prefix and with more text: attention scores grow with both.
-  CHECK(cc::candidate_working_bytes(s->model->config(), 7, 128, 4) > per_candidate);
-  CHECK(cc::candidate_working_bytes(s->model->config(), 2, 256, 4) > 2 * per_candidate);
+  CHECK(cc::candidate_working_bytes(*s->model, 7, 128, 4) > per_candidate);
+  CHECK(cc::candidate_working_bytes(*s->model, 2, 256, 4) > 2 * per_candidate);
   bounded.max_memory = 3 * per_candidate + per_candidate / 2;
   cc::PrefixSearcher a(*s->model, *s->tokenizer, small_search()), b(*s->model, *s->tokenizer, bounded);
   CHECK(a.options().batch_size == 48);

@@ -1,6 +1,7 @@
 #include "cushioncache/analysis/inspect.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/analysis/svg_chart.h"
 #include "cushioncache/core/error.h"

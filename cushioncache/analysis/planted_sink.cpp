@@ -1,6 +1,7 @@
 #include "cushioncache/analysis/planted_sink.h"
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
 

@@ -40,7 +40,7 @@ InterruptGuard::~InterruptGuard() {
 bool interrupt_requested() { return g_requested.load(); }
 
 void throw_if_interrupted(const char* what) {
-  if (interrupt_requested()) throw_error(ErrorKind::kInterrupted, "{} stopped by a signal; its state is saved, continue with --resume", what);
+  if (interrupt_requested()) throw_error(ErrorKind::kInterrupted, "{} stopped by a signal; its state is saved, and resuming continues from it", what);
 }
 
 }  // namespace cushioncache

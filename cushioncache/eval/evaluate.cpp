@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/files.h"

@@ -39,6 +39,9 @@ class BloomModel : public CausalLM {
   static WeightList expected_weights(const ModelConfig& config);
 
  protected:
+  // fc1's output, its activation and the output: a plain two-layer MLP.
+  std::int64_t mlp_peak_elements_per_token() const override { return 2 * config().intermediate_size + config().hidden_size; }
+
   void prepare_positions(ForwardState& state) const override;
   at::Tensor compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const override;
 

@@ -59,6 +59,32 @@ HookHandle CausalLM::add_hook(std::shared_ptr<ActivationHook> hook) {
   return HookHandle(this, alive_, id);
 }
 
+HookHandle CausalLM::add_hook(Site site, SiteFunction function) {
+  if (!function) throw_error(ErrorKind::kInvalidArgument, "add_hook: empty function for site {}", site_name(site));
+  struct OneSite : ActivationHook {
+    Site site;
+    SiteFunction function;
+    OneSite(Site s, SiteFunction f) : site(s), function(std::move(f)) {}
+    at::Tensor on_activation(const SiteContext& context, const at::Tensor& x) override {
+      return context.site == site ? function(context, x) : x;
+    }
+  };
+  return add_hook(std::make_shared<OneSite>(site, std::move(function)));
+}
+
+std::int64_t CausalLM::block_working_bytes(std::int64_t tokens, std::int64_t keys, std::int64_t element_size) const {
+  const ModelConfig& c = config_;
+  const std::int64_t kv = c.num_kv_heads * c.head_dim;
+  const std::int64_t elements = tokens * (4 * c.hidden_size + c.num_heads * c.head_dim) + 2 * keys * kv + 2 * c.num_heads * tokens * keys +
+                                tokens * mlp_peak_elements_per_token();
+  const std::int64_t score_extra = element_size < 4 ? (4 - element_size) * c.num_heads * tokens * keys : 0;  // float32 scores
+  // Three times the tensors counted: ATen's ops hold temporaries of their own, and freed
+  // blocks are not always reusable at once. bench_search measured the resident memory of
+  // a 16-candidate batch on stories260K rising by 1.0x to 2.2x the count over several
+  // runs (docs/reliability.md); a bound must hold on the bad runs too.
+  return 3 * (elements * element_size + score_extra);
+}
+
 void CausalLM::remove_hook(std::uint64_t id) {
   hooks_.erase(std::remove_if(hooks_.begin(), hooks_.end(), [id](const auto& h) { return h.first == id; }), hooks_.end());
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -157,6 +158,11 @@ class CausalLM {
 
   // Hooks see every site of every block, in registration order.
   HookHandle add_hook(std::shared_ptr<ActivationHook> hook);
+  // A hook on one site, as a function (every layer; ctx.layer says which): return `x` to
+  // observe, or a tensor of its shape to replace it. E.g.
+  //   auto h = model->add_hook(Site::kDownProjInput, [&](const SiteContext& ctx, const at::Tensor& x) { ...; return x; });
+  using SiteFunction = std::function<at::Tensor(const SiteContext& context, const at::Tensor& x)>;
+  HookHandle add_hook(Site site, SiteFunction function);
 
   // Every linear layer inside the blocks (not the LM head), in execution order.
   virtual std::vector<LinearRef> linears() = 0;
@@ -165,7 +171,18 @@ class CausalLM {
   // The producer of every linear-input site of every block.
   virtual std::vector<SiteProducer> site_producers() = 0;
 
+  // Bytes one batch row needs at the peak of a block run on `tokens` new positions that
+  // attend to `keys` positions (cached ones included), for activations of
+  // `element_size` bytes: the residual stream and its norm, q, k and v, the scores in
+  // float32 and the probabilities, the attention output, the MLP's peak, and three times
+  // that for ATen's own temporaries (measured: docs/reliability.md). What the prefix
+  // search divides its memory bound by.
+  std::int64_t block_working_bytes(std::int64_t tokens, std::int64_t keys, std::int64_t element_size) const;
+
  protected:
+  // Elements per token the family's MLP holds at its peak: gate, up, their product and
+  // the output for the gated (LLaMA) MLP; families with a plain two-layer MLP override.
+  virtual std::int64_t mlp_peak_elements_per_token() const { return 3 * config_.intermediate_size + config_.hidden_size; }
   // Passes x through the registered hooks for (layer, site).
   at::Tensor at_site(int layer, Site site, at::Tensor x, const ForwardState& state) const;
   // Family-specific per-forward data (e.g. rotary tables) once positions are known;

@@ -41,6 +41,9 @@ class Gpt2Model : public CausalLM {
   static bool is_conv1d_weight(const std::string& name);
 
  protected:
+  // fc1's output, its activation and the output: a plain two-layer MLP.
+  std::int64_t mlp_peak_elements_per_token() const override { return 2 * config().intermediate_size + config().hidden_size; }
+
   at::Tensor compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const override;
 
  private:

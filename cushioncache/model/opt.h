@@ -40,6 +40,9 @@ class OptModel : public CausalLM {
   static constexpr std::int64_t kPositionOffset = 2;
 
  protected:
+  // fc1's output, its activation and the output: a plain two-layer MLP.
+  std::int64_t mlp_peak_elements_per_token() const override { return 2 * config().intermediate_size + config().hidden_size; }
+
   at::Tensor compute_block(int layer, const at::Tensor& hidden, ForwardState& state) const override;
 
  private:

@@ -1,5 +1,7 @@
 #include "cushioncache/pipeline/prefix_artifacts.h"
 
+#include <nlohmann/json.hpp>
+
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"
 #include "cushioncache/quant/calibration.h"

@@ -4,6 +4,7 @@
 #include <map>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/log.h"

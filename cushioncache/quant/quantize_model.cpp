@@ -142,8 +142,8 @@ std::size_t QuantizedModel::execute_int8(CausalLM& model) {
   // The kernels hold their int8 weights where the float ones were; a streamed block's are
   // in host memory, so its layers would run on the CPU kernels with GPU inputs.
   if (!model.device().is_cpu() && model.streams_blocks())
-    throw_error(ErrorKind::kUnsupported, "INT8 execution with block streaming runs on the CPU only; drop --stream-blocks/--max-gpu-memory "
-                                         "or use --exec fake on {}", model.device().str());
+    throw_error(ErrorKind::kUnsupported, "INT8 execution with block streaming runs on the CPU only; load the model without block streaming "
+                                         "or use fake quantization on {}", model.device().str());
   std::size_t switched = 0;
   for (const LinearRef& ref : model.linears()) {
     const auto it = hook_->quantizers.find({ref.layer, ref.input_site});

@@ -4,9 +4,11 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/yaml_fields.h"
+#include "cushioncache/quant/spec_yaml.h"
 #include "cushioncache/quant/quantizer.h"
 
 namespace cushioncache {

@@ -8,6 +8,7 @@
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/strings.h"
 #include "cushioncache/core/yaml_fields.h"
+#include "cushioncache/quant/spec_yaml.h"
 
 namespace cushioncache {
 namespace {

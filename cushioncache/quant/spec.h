@@ -8,10 +8,6 @@
 #include <string>
 #include <string_view>
 
-namespace YAML {
-class Node;
-}
-
 namespace cushioncache {
 
 enum class QuantRole { kActivation, kWeight };
@@ -40,10 +36,6 @@ struct QuantSpec {
 // Short form, as above. Defaults: activations asymmetric and dynamic, weights symmetric;
 // "off" (or "16") disables. kInvalidConfig names the offending part.
 QuantSpec parse_quant_spec(std::string_view text, QuantRole role);
-
-// A YAML string (the short form) or mapping {bits, granularity, group_size, mode,
-// symmetric, estimator, ema_decay, percentile}; errors name file, line and key.
-QuantSpec quant_spec_from_yaml(const YAML::Node& node, QuantRole role, const std::string& file, const std::string& path);
 
 const char* to_string(Granularity g);
 

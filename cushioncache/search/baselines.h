@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "cushioncache/model/causal_lm.h"
 #include "cushioncache/tokenizer/tokenizer.h"

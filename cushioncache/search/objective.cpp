@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
 

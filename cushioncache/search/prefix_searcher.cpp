@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/files.h"
@@ -105,22 +106,9 @@ nlohmann::json to_json(const SearchOptions& o) {
           {"exclude_special", o.exclude_special}, {"candidates", o.candidates}, {"max_memory", o.max_memory}};
 }
 
-std::int64_t candidate_working_bytes(const ModelConfig& c, std::int64_t prefix_tokens, std::int64_t text_tokens,
-                                     std::int64_t element_size) {
-  const std::int64_t T = text_tokens + 1;   // the candidate, then the text
-  const std::int64_t S = prefix_tokens + T;  // keys each query attends to
-  const std::int64_t kv = c.num_kv_heads * c.head_dim;
-  // Live at once at the peak of a block: the residual stream and its norm, q, k and v
-  // (with the prefix concatenated), the scores in float32 plus probabilities, the
-  // attention output; in the MLP gate, up, their product and the output.
-  const std::int64_t elements = T * (4 * c.hidden_size + c.num_heads * c.head_dim) + 2 * S * kv + 2 * c.num_heads * T * S +
-                                T * (3 * c.intermediate_size + c.hidden_size);
-  const std::int64_t score_extra = element_size < 4 ? (4 - element_size) * c.num_heads * T * S : 0;  // float32 scores
-  // Three times the tensors counted: ATen's ops hold temporaries of their own, and freed
-  // blocks are not always reusable at once. bench_search measured the resident memory of
-  // a 16-candidate batch on stories260K rising by 1.0x to 2.2x the count over several
-  // runs (docs/reliability.md); a bound must hold on the bad runs too.
-  return 3 * (elements * element_size + score_extra);
+std::int64_t candidate_working_bytes(const CausalLM& model, std::int64_t prefix_tokens, std::int64_t text_tokens, std::int64_t element_size) {
+  const std::int64_t tokens = text_tokens + 1;  // the candidate, then the text
+  return model.block_working_bytes(tokens, prefix_tokens + tokens, element_size);
 }
 
 nlohmann::json to_json(const SearchResult& r) {
@@ -145,7 +133,7 @@ PrefixSearcher::PrefixSearcher(CausalLM& model, const Tokenizer& tokenizer, Sear
   if (options_.max_memory < 0) throw_error(ErrorKind::kInvalidConfig, "search max_memory must be >= 0 (0 = no bound)");
   if (options_.max_memory > 0) {
     // The last step is the widest: its candidates sit behind the longest prefix.
-    const std::int64_t per_candidate = candidate_working_bytes(model_.config(), options_.max_length - 1, options_.text_tokens,
+    const std::int64_t per_candidate = candidate_working_bytes(model_, options_.max_length - 1, options_.text_tokens,
                                                                static_cast<std::int64_t>(c10::elementSize(model_.dtype())));
     const std::int64_t fits = options_.max_memory / per_candidate;
     if (fits < 1)

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "cushioncache/distributed/process_group.h"
 #include "cushioncache/model/causal_lm.h"
@@ -52,12 +52,11 @@ struct SearchOptions {
 
 nlohmann::json to_json(const SearchOptions& options);
 
-// The working memory one candidate row needs while a block runs (activations, attention
-// scores and probabilities, the block's K and V), in bytes, for elements of
-// `element_size`: what max_memory is divided by. Counts LlamaModel's block with a margin
-// for the temporaries inside ATen's ops; bench_search prints it beside the measured peak.
-std::int64_t candidate_working_bytes(const ModelConfig& config, std::int64_t prefix_tokens, std::int64_t text_tokens,
-                                     std::int64_t element_size);
+// The working memory one candidate row needs while a block runs (the model family's
+// count, CausalLM::block_working_bytes, for the candidate and the text behind the
+// prefix), in bytes, for elements of `element_size`: what max_memory is divided by.
+// bench_search prints it beside the measured peak.
+std::int64_t candidate_working_bytes(const CausalLM& model, std::int64_t prefix_tokens, std::int64_t text_tokens, std::int64_t element_size);
 
 struct SearchStep {
   int step = 0;

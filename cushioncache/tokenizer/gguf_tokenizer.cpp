@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/files.h"

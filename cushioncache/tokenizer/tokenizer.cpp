@@ -6,6 +6,7 @@
 #include "cushioncache/tokenizer/hf_tokenizer.h"
 #include "cushioncache/tokenizer/llama2c_tokenizer.h"
 
+#include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -51,6 +52,11 @@ std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path) {
   if (ext == ".bin") return load_llama2c_tokenizer(path);
   throw_error(ErrorKind::kUnsupported, "{}: unknown tokenizer file type (expected tokenizer.json, a folder, a GGUF file or a llama2.c .bin)",
               path.string());
+}
+
+at::Tensor encode_to_tensor(const Tokenizer& tokenizer, std::string_view text, BosPolicy bos) {
+  const std::vector<std::int64_t> ids = tokenizer.encode(text, bos);
+  return at::tensor(ids, at::kLong).reshape({1, static_cast<std::int64_t>(ids.size())});
 }
 
 }  // namespace cushioncache

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include <ATen/core/Tensor.h>
+
 namespace cushioncache {
 
 // Whether encode() puts BOS in front. kAuto does what the tokenizer's own files say
@@ -46,5 +48,9 @@ std::string describe_tokens(const Tokenizer& tokenizer, const std::vector<std::i
 // file (recognised by its magic; gguf_tokenizer.h); or a llama2.c tokenizer .bin. Errors
 // name the file.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path);
+
+// The token ids of `text` as a batch of one, [1, n] int64 on the CPU: what
+// CausalLM::forward takes.
+at::Tensor encode_to_tensor(const Tokenizer& tokenizer, std::string_view text, BosPolicy bos = BosPolicy::kAuto);
 
 }  // namespace cushioncache

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "cushioncache/core/data_dir.h"
 #include "cushioncache/core/error.h"

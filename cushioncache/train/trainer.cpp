@@ -15,6 +15,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <torch/types.h>  // clip_grad.h does not include what it uses
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
@@ -358,7 +359,7 @@ TrainResult train_model(const TrainConfig& config, const TrainRunOptions& option
     log::info("train: resuming {} at step {}", resume_from->string(), start_step);
   } else {
     if (latest_resumable(output))
-      throw_error(ErrorKind::kInvalidArgument, "{} already holds training checkpoints; pass --resume to continue them or choose another output",
+      throw_error(ErrorKind::kInvalidArgument, "{} already holds training checkpoints; resume them (the resume option) or choose another output",
                   output.string());
     model = build_model(initial_weights(model_config, config.model, config.seed), float32_on(device));
   }
@@ -444,7 +445,7 @@ TrainResult train_model(const TrainConfig& config, const TrainRunOptions& option
   for (std::int64_t step = start_step; step < end_step; ++step) {
     if (interrupt_requested()) {
       save_checkpoint(step, false);
-      throw_error(ErrorKind::kInterrupted, "training stopped at step {}; checkpoint saved in {} (resume with --resume)", step,
+      throw_error(ErrorKind::kInterrupted, "training stopped at step {}; checkpoint saved in {} (resume from it)", step,
                   step_folder(output, step).string());
     }
     const double lr = learning_rate_at(o, step, config.steps);
@@ -495,7 +496,7 @@ TrainResult train_model(const TrainConfig& config, const TrainRunOptions& option
   result.steps = end_step;
   result.tokens = end_step * tokens_per_step;
   if (end_step < config.steps) {
-    log::info("train: stopped at step {} of {} as asked; continue with --resume", end_step, config.steps);
+    log::info("train: stopped at step {} of {} as asked; resuming continues from here", end_step, config.steps);
     return result;
   }
 

@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <fmt/ranges.h>  // fmt::join: in <fmt/format.h> before fmt 11, here since (PyTorch 2.x ships fmt 12)
 
 #include "cushioncache/core/error.h"

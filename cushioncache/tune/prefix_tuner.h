@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "cushioncache/distributed/process_group.h"
 #include "cushioncache/model/causal_lm.h"

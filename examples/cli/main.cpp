@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const cc::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
+    // The library speaks of resuming; on the command line that is --resume.
+    if (e.kind() == cc::ErrorKind::kInterrupted) std::fputs("(run the same command with --resume to continue)\n", stderr);
     return cc::exit_code(e.kind());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "internal error: %s\n", e.what());

@@ -148,15 +148,25 @@ void add_baseline_command(CLI::App& app) {
 void add_run_command(CLI::App& app) {
   struct Flags {
     std::string config, out;
-    bool resume = false;
+    std::vector<std::string> set;
+    bool resume = false, settings = false;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand("run", "The whole pipeline from a config: evaluate, baselines, search, tune, evaluate, report");
-  cmd->add_option("--config", flags->config, "a run config (configs/*.yaml)")->required();
+  cmd->add_option("--config", flags->config, "a run config (configs/*.yaml)");
+  cmd->add_option("--set", flags->set,
+                  "KEY=VALUE over the config's value, checked as the file's are (repeatable; e.g. --set search.tau=0.3 "
+                  "--set 'eval.ppl=[wikitext2, c4]'); --settings lists the keys");
   cmd->add_option("--out", flags->out, "output folder (default: runs/<config name>)");
   cmd->add_flag("--resume", flags->resume, "continue the search and the tuning from their state files in the output folder");
+  cmd->add_flag("--settings", flags->settings, "list every setting of a run config (key, meaning, example) and exit");
   cmd->callback([flags] {
-    const RunConfig config = load_run_config(flags->config);
+    if (flags->settings) {
+      for (const RunConfigSetting& s : run_config_settings()) std::printf("%-32s %s (e.g. %s)\n", s.key.c_str(), s.help.c_str(), s.example.c_str());
+      return;
+    }
+    if (flags->config.empty()) throw CLI::RequiredError("--config");
+    const RunConfig config = load_run_config(flags->config, flags->set);
     const std::string out = flags->out.empty() ? "runs/" + config.name : flags->out;
     run_pipeline(config, out, flags->resume);
     std::printf("report: %s/report.md\n", out.c_str());

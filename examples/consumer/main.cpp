@@ -51,12 +51,11 @@ int main(int argc, char** argv) {
     }
     for (std::size_t l = 0; l < hook->per_layer.size(); ++l) std::printf("layer %zu max |block input| %.3f\n", l, hook->per_layer[l]);
 
-    cc::ForwardOptions make_prefix;
-    make_prefix.return_cache = true;
-    cc::KVCache prefix_kv = model->forward(at::tensor(prefix, at::kLong).unsqueeze(0), make_prefix).cache;
+    // README's lines: the prefix's cache, then the text behind it.
+    cc::KVCache prefix_kv = cc::compute_kv_cache(*model, tokenizer->encode("Once upon a time", cc::BosPolicy::kYes));
     cc::ForwardOptions cached;
     cached.past = &prefix_kv;
-    at::Tensor text_logits = model->forward(at::tensor(text, at::kLong).unsqueeze(0), cached).logits;
+    at::Tensor text_logits = model->forward(cc::encode_to_tensor(*tokenizer, " there was a little dog.", cc::BosPolicy::kNo), cached).logits;
     const double diff =
         (text_logits - full_logits.narrow(1, static_cast<std::int64_t>(prefix.size()), static_cast<std::int64_t>(text.size())))
             .abs().max().item<double>();

@@ -121,3 +121,22 @@ foreach(bad "also_quant: [w8a8-per-tensor-static]|also_quant" "calibration: {inc
     message(FATAL_ERROR "the error for '${line}' does not name the file, line and key: ${ERR}")
   endif()
 endforeach()
+
+# The same settings from the command line (run --set): the same check and message, located
+# at the override; --settings lists every key.
+file(WRITE "${dir}/good.yaml" "model: ${MODEL}/stories260K.bin\n")
+cc_run(run --config "${dir}/good.yaml" --set search.tau=0 --out "${dir}/bad")
+cc_expect_rc(2 "run --set search.tau=0")
+if(NOT ERR MATCHES "override search.tau: 'search.tau' must be in \\(0, 1\\], got 0")
+  message(FATAL_ERROR "run --set search.tau=0 does not name the override and the rule: ${ERR}")
+endif()
+cc_run(run --config "${dir}/good.yaml" --set "calibration={include_bos: sometimes}" --out "${dir}/bad")
+cc_expect_rc(2 "run --set calibration={include_bos: sometimes}")
+if(NOT ERR MATCHES "override calibration: 'calibration.include_bos' must be one of recipe, true, false, both, got sometimes")
+  message(FATAL_ERROR "a section override is not checked as the file is: ${ERR}")
+endif()
+cc_run(run --settings)
+cc_expect_rc(0 "run --settings")
+if(NOT OUT MATCHES "search.tau" OR NOT OUT MATCHES "calibration.include_bos" OR NOT OUT MATCHES "planted_sink.trigger_tokens")
+  message(FATAL_ERROR "run --settings does not list the keys:\n${OUT}")
+endif()
