@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
     calibration.description = "4 random sequences";
     const cc::QuantRecipe recipe = cc::load_recipe("w8a8-per-tensor-static");
     cc::QuantizedModel quantized(*quantized_model, recipe, &calibration);
-    quantized.execute_int8(*quantized_model);
+    quantized.execute_int8();
     const double t_int8 = cc::bench::median_seconds(reps, device, [&] { (void)quantized_model->forward(ids); });
     std::printf("%-28s %12.2f %12.0f %9.2fx %14.1f\n", "w8a8 --exec int8", 1e3 * t_int8, static_cast<double>(T) / t_int8, t_float / t_int8,
                 static_cast<double>(weight_bytes(*quantized_model)) / 1e6);

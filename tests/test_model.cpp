@@ -4,6 +4,7 @@
 // and padded batches agree with plain forwards).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <nlohmann/json.hpp>

@@ -640,7 +640,7 @@ TEST_CASE("a registered quantizer is selected by recipe", "[quant]") {
   cc::QuantizedModel q(*model, recipe, nullptr);
   at::Tensor x = at::tensor({0.0, 1.0, 3.0}, at::kFloat).view({1, 1, 3});
   // Asymmetric 8-bit over [0, 3] has scale 3/255; doubled, 1.0 lands on a multiple of 6/255.
-  at::Tensor y = const_cast<cc::Quantizer*>(q.activation_quantizer(0, cc::Site::kAttnInput))->quantize(x, at::Tensor());
+  at::Tensor y = q.activation_quantizer(0, cc::Site::kAttnInput)->quantize(x, at::Tensor());
   CHECK(y.view({-1})[1].item<double>() == Approx(std::nearbyint(1.0 / (6.0 / 255)) * 6.0 / 255));
 }
 
@@ -665,7 +665,7 @@ TEST_CASE("INT8 execution computes what fake quantization computes", "[quant][in
     auto int8_model = cc::load_model(files->bin);
     cc::QuantizedModel real(*int8_model, recipe, &calibration);
     const std::int64_t float_bytes = cc::describe_model(*int8_model, "").at("weight_bytes").get<std::int64_t>();
-    REQUIRE(real.execute_int8(*int8_model) == 5 * 7);
+    REQUIRE(real.execute_int8() == 5 * 7);
 
     // Each layer alone: the kernel equals fake-quantized input times fake-quantized
     // weight up to float rounding (exact integer sums against float ones). The float

@@ -52,7 +52,7 @@ VariantQuantizer::Applied VariantQuantizer::apply(CausalLM& model, const QuantRe
     applied.calibration += (applied.calibration.empty() ? "" : "; ") + std::string("static ranges from the prefix artifact");
   }
   applied.quantized = std::make_unique<QuantizedModel>(model, recipe, calibration, float_prefix, ranges);
-  if (int8_execution_) applied.quantized->execute_int8(model);
+  if (int8_execution_) applied.quantized->execute_int8();
   return applied;
 }
 

@@ -42,7 +42,7 @@ class QuantizationHook : public ActivationHook {
 
 QuantizedModel::QuantizedModel(CausalLM& model, QuantRecipe recipe, const CalibrationSet* calibration, const KVCache* float_prefix,
                                const std::map<std::string, at::Tensor>* ranges)
-    : recipe_(std::move(recipe)), head_dim_(model.config().head_dim), hook_(std::make_shared<QuantizationHook>()) {
+    : model_(model), recipe_(std::move(recipe)), head_dim_(model.config().head_dim), hook_(std::make_shared<QuantizationHook>()) {
   recipe_.validate();
   const bool calibrates = recipe_.smoothquant.has_value() ||
                           (ranges == nullptr && recipe_.activations.enabled() && recipe_.activations.mode == RangeMode::kStatic);
@@ -127,6 +127,11 @@ const Quantizer* QuantizedModel::activation_quantizer(int layer, Site site) cons
   return it == hook_->quantizers.end() ? nullptr : it->second.get();
 }
 
+Quantizer* QuantizedModel::activation_quantizer(int layer, Site site) {
+  auto it = hook_->quantizers.find({layer, site});
+  return it == hook_->quantizers.end() ? nullptr : it->second.get();
+}
+
 std::map<std::string, at::Tensor> QuantizedModel::ranges() const {
   std::map<std::string, at::Tensor> out;
   for (const auto& [key, q] : hook_->quantizers)
@@ -134,7 +139,8 @@ std::map<std::string, at::Tensor> QuantizedModel::ranges() const {
   return out;
 }
 
-std::size_t QuantizedModel::execute_int8(CausalLM& model) {
+std::size_t QuantizedModel::execute_int8() {
+  CausalLM& model = model_;
   if (const std::string why = int8_execution_blocker(recipe_.weights, recipe_.activations, recipe_.quantizer); !why.empty())
     throw_error(ErrorKind::kUnsupported, "recipe '{}' cannot run on the INT8 kernels: {}", recipe_.name, why);
   if (model.device().is_cpu() && !kernels::cpu_int8_gemm_available())

@@ -45,23 +45,25 @@ class QuantizedModel {
   std::size_t activation_quantizer_count() const;
   // The activation quantizer at (layer, site), or nullptr.
   const Quantizer* activation_quantizer(int layer, Site site) const;
+  Quantizer* activation_quantizer(int layer, Site site);
 
   // The calibrated static ranges, "<quantizer name>.<key>" (e.g. "layers.3.attn_input.max");
   // set_ranges() restores them and refuses ranges for other sites or missing ones.
   std::map<std::string, at::Tensor> ranges() const;
   void set_ranges(const std::map<std::string, at::Tensor>& ranges);
 
-  // Real W8A8 execution: every linear inside the blocks of `model` (the model this object
-  // quantized) runs on the INT8 kernels (quant/int8_linear.h) with the weights as int8
+  // Real W8A8 execution: every linear inside the blocks of the model this object
+  // quantized runs on the INT8 kernels (quant/int8_linear.h) with the weights as int8
   // and its input quantized by the kernel with the calibrated (or dynamic) per-tensor
   // parameters, in place of fake quantization at those sites. Same results up to float
   // rounding. kUnsupported saying why when the recipe does not fit the kernels (see
-  // int8_execution_blocker) or the model is not on CPU. The float weights of those
+  // int8_execution_blocker) or the device has no INT8 kernels. The float weights of those
   // linears are released: Linear::weight becomes the int8 weight, so the model can no
   // longer be saved or quantized again. Returns the linears switched.
-  std::size_t execute_int8(CausalLM& model);
+  std::size_t execute_int8();
 
  private:
+  CausalLM& model_;  // the model quantized, which outlives this object (its hook is attached)
   QuantRecipe recipe_;
   std::map<int, at::Tensor> value_scales_;  // layer -> o_proj smoothing scale per value channel
   std::int64_t head_dim_ = 0;

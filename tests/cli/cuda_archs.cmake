@@ -2,7 +2,9 @@
 # default), in each kernel source: a CUDA LibTorch's CMake sets CMAKE_CUDA_ARCHITECTURES
 # to OFF, which would leave nvcc's default arch (CMakeLists.txt applies ours again).
 # --dump-elf, not --list-elf: the cubin names say sm_90 for sm_90a, the ELF headers tell
-# them apart. Inputs: CUOBJDUMP, LIBRARY (the kernels' static library), ARCHS ("80;90a").
+# them apart. Inputs: CUOBJDUMP, LIBRARY (the kernels' library), ARCHS ("80;90a"). A static
+# library names the object of each code image; a shared one (cushioncache::cuda) does not,
+# so there each arch must appear once per kernel source at least.
 execute_process(COMMAND "${CUOBJDUMP}" --dump-elf "${LIBRARY}" RESULT_VARIABLE rc OUTPUT_VARIABLE dump ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "cuobjdump --dump-elf ${LIBRARY} failed (${rc}): ${err}")
@@ -17,12 +19,25 @@ foreach(line IN LISTS lines)
     list(APPEND found "${member}=${CMAKE_MATCH_1}")
   endif()
 endforeach()
-foreach(source quantize_kernels.cu.o int8_gemm_kernels.cu.o)
+set(sources quantize_kernels.cu.o int8_gemm_kernels.cu.o)
+if(LIBRARY MATCHES "\\.a$")
+  foreach(source IN LISTS sources)
+    foreach(arch IN LISTS ARCHS)
+      list(FIND found "${source}=${arch}" at)
+      if(at EQUAL -1)
+        message(FATAL_ERROR "${source} in ${LIBRARY} has no sm_${arch} code; found: ${found}")
+      endif()
+    endforeach()
+  endforeach()
+else()
+  list(LENGTH sources wanted)
   foreach(arch IN LISTS ARCHS)
-    list(FIND found "${source}=${arch}" at)
-    if(at EQUAL -1)
-      message(FATAL_ERROR "${source} in ${LIBRARY} has no sm_${arch} code; found: ${found}")
+    set(images ${found})
+    list(FILTER images INCLUDE REGEX "=${arch}$")
+    list(LENGTH images count)
+    if(count LESS wanted)
+      message(FATAL_ERROR "${LIBRARY} has ${count} sm_${arch} code images, fewer than its ${wanted} kernel sources; found: ${found}")
     endif()
   endforeach()
-endforeach()
+endif()
 message(STATUS "device code in ${LIBRARY}: ${found}")
