@@ -102,7 +102,7 @@ TEST_CASE("interrupted tuning resumes from its checkpoint to the same prefix", "
     // evaluate() runs 2 forwards before training; stop during the 3rd training step.
     cc::HookHandle stop = model->add_hook(std::make_shared<InterruptAt>(2 + 3));
     cc::QuantAwarePrefixTuner tuner(*model, *s->tokenizer, options);
-    cc::testing::expect_error([&] { tuner.tune(prefix); }, cc::ErrorKind::kInterrupted, {"prefix tuning", "--resume"});
+    cc::testing::expect_error([&] { tuner.tune(prefix); }, cc::ErrorKind::kInterrupted, {"prefix tuning", "state is saved"});
   }
   REQUIRE(std::filesystem::exists(options.checkpoint_file));
   const cc::TuningResult resumed = cc::QuantAwarePrefixTuner(*model, *s->tokenizer, options).tune(prefix, /*resume=*/true);
