@@ -27,6 +27,10 @@ std::string base_yaml(const std::string& key) {
   return yaml;
 }
 
+// The base config with `key` set to `value` (YAML text). A planted-sink key joins the
+// base's planted_sink mapping (replacing its value there), which must stay one mapping.
+std::string yaml_with(const std::string& key, const std::string& value);
+
 // "a.b.c: v" as nested YAML.
 std::string nested_yaml(const std::string& key, const std::string& value) {
   std::string out, indent;
@@ -38,6 +42,14 @@ std::string nested_yaml(const std::string& key, const std::string& value) {
     indent += "  ";
     start = dot + 1;
   }
+}
+
+std::string yaml_with(const std::string& key, const std::string& value) {
+  if (key.rfind("planted_sink.", 0) != 0) return base_yaml(key) + nested_yaml(key, value);
+  std::string yaml = "model: /nowhere/model.bin\nplanted_sink:\n  " + key.substr(13) + ": " + value + "\n";
+  if (key != "planted_sink.sink_token") yaml += "  sink_token: 0\n";
+  if (key != "planted_sink.trigger_tokens") yaml += "  trigger_tokens: [2]\n";
+  return yaml;
 }
 
 std::string write(const cc::testing::TempDir& dir, const std::string& name, const std::string& text) {
@@ -71,15 +83,7 @@ TEST_CASE("every run-config setting is set the same from YAML and from an overri
     INFO(s.key);
     std::string base = base_yaml(s.key);
     const std::string base_path = write(dir, "base.yaml", base);
-    std::string with_setting = base;
-    if (s.key.rfind("planted_sink.", 0) == 0) {  // the base's key replaced, or one more
-      with_setting = "model: /nowhere/model.bin\nplanted_sink:\n  " + s.key.substr(13) + ": " + s.example + "\n";
-      if (s.key != "planted_sink.sink_token") with_setting += "  sink_token: 0\n";
-      if (s.key != "planted_sink.trigger_tokens") with_setting += "  trigger_tokens: [2]\n";
-    } else {
-      with_setting += nested_yaml(s.key, s.example);
-    }
-    const std::string yaml_path = write(dir, "set.yaml", with_setting);
+    const std::string yaml_path = write(dir, "set.yaml", yaml_with(s.key, s.example));
 
     const nlohmann::json defaults = cc::to_json(cc::load_run_config(base_path));
     nlohmann::json from_yaml = cc::to_json(cc::load_run_config(yaml_path));
@@ -91,14 +95,7 @@ TEST_CASE("every run-config setting is set the same from YAML and from an overri
 
     // Out of range: refused both ways with one message.
     if (!s.out_of_range.empty()) {
-      std::string bad = base;
-      if (s.key.rfind("planted_sink.", 0) == 0) {
-        bad = "model: /nowhere/model.bin\nplanted_sink:\n  sink_token: 0\n  trigger_tokens: [2]\n  " + s.key.substr(13) + ": " +
-              s.out_of_range + "\n";
-      } else {
-        bad += nested_yaml(s.key, s.out_of_range);
-      }
-      const std::string bad_path = write(dir, "bad.yaml", bad);
+      const std::string bad_path = write(dir, "bad.yaml", yaml_with(s.key, s.out_of_range));
       const std::string from_file = refusal([&] { cc::load_run_config(bad_path); }, s.key);
       const std::string from_flag = refusal([&] { cc::load_run_config(base_path, {s.key + "=" + s.out_of_range}); }, s.key);
       CHECK(from_file == from_flag);

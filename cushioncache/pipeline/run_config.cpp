@@ -101,6 +101,20 @@ Field choice_field(std::string key, Member member, std::vector<std::string> choi
           [member](const RunConfig& c) { return nlohmann::json(member(const_cast<RunConfig&>(c))); }};
 }
 
+// A string member that a library parser accepts (a device, a dtype, a recipe): its own
+// message, behind the field's location.
+template <typename Member>
+Field parsed_text(std::string key, Member member, void (*parse)(const std::string&), std::string help, std::string example,
+                  std::string out_of_range) {
+  return {std::move(key), std::move(help), std::move(example), std::move(out_of_range),
+          [member, parse](RunConfig& c, const FieldValue& v) {
+            const std::string value = scalar<std::string>(v);
+            checked_by(v, [&] { parse(value); });
+            member(c) = value;
+          },
+          [member](const RunConfig& c) { return nlohmann::json(member(const_cast<RunConfig&>(c))); }};
+}
+
 // A list member of T.
 template <typename T, typename Member>
 Field list_field(std::string key, Member member, std::string help, std::string example) {
@@ -179,24 +193,14 @@ const std::vector<Field>& fields() {
     f.push_back({"tokenizer", "the tokenizer (default: found beside the model)", "$data/models/stories260K/tok512.bin", "",
                  [](RunConfig& c, const FieldValue& v) { c.tokenizer = expand_data_path(scalar<std::string>(v)); },
                  [](const RunConfig& c) { return nlohmann::json(c.tokenizer); }});
-    f.push_back({"device", "cpu, cuda or cuda:N", "cpu:0", "tpu",
-                 [](RunConfig& c, const FieldValue& v) {
-                   c.device = scalar<std::string>(v);
-                   checked_by(v, [&] { return parse_device(c.device); });
-                 },
-                 [](const RunConfig& c) { return nlohmann::json(c.device); }});
-    f.push_back({"dtype", "auto (float32 on CPU, bfloat16 on GPUs), float32, bfloat16 or float16", "bfloat16", "int3",
-                 [](RunConfig& c, const FieldValue& v) {
-                   c.dtype = scalar<std::string>(v);
-                   if (c.dtype != "auto") checked_by(v, [&] { return parse_float_dtype(c.dtype); });
-                 },
-                 [](const RunConfig& c) { return nlohmann::json(c.dtype); }});
-    f.push_back({"quant", "the recipe the prefixes are searched, tuned and judged under (preset or .yaml)", "w8a8-per-tensor-dynamic", "bogus-recipe",
-                 [](RunConfig& c, const FieldValue& v) {
-                   c.quant = scalar<std::string>(v);
-                   checked_by(v, [&] { return load_recipe(c.quant); });
-                 },
-                 [](const RunConfig& c) { return nlohmann::json(c.quant); }});
+    f.push_back(parsed_text("device", [](RunConfig& c) -> auto& { return c.device; }, [](const std::string& v) { (void)parse_device(v); },
+                            "cpu, cuda or cuda:N", "cpu:0", "tpu"));
+    f.push_back(parsed_text("dtype", [](RunConfig& c) -> auto& { return c.dtype; },
+                            [](const std::string& v) { if (v != "auto") (void)parse_float_dtype(v); },
+                            "auto (float32 on CPU, bfloat16 on GPUs), float32, bfloat16 or float16", "bfloat16", "int3"));
+    f.push_back(parsed_text("quant", [](RunConfig& c) -> auto& { return c.quant; }, [](const std::string& v) { (void)load_recipe(v); },
+                            "the recipe the prefixes are searched, tuned and judged under (preset or .yaml)", "w8a8-per-tensor-dynamic",
+                            "bogus-recipe"));
     f.push_back(choice_field("exec", [](RunConfig& c) -> auto& { return c.exec; }, {"fake", "int8"},
                              "fake: fake quantization; int8: the quantized rows run on the INT8 kernels", "int8"));
     f.push_back({"also_quant", "more recipes every prefix is evaluated under (a column each in Table 1)", "[w8a8-per-token-dynamic]", "[float]",
@@ -216,7 +220,6 @@ const std::vector<Field>& fields() {
                  },
                  [](const RunConfig& c) { return nlohmann::json(c.baselines); }});
 
-    const auto in_planted = [](const RunConfig& c) { return c.planted_sink.has_value(); };
     f.push_back(value_field<std::int64_t>("planted_sink.sink_token", [](RunConfig& c) -> auto& { return planted(c).sink_token; },
                                           "a planted attention sink: the token that carries it", "1"));
     f.push_back(list_field<std::int64_t>("planted_sink.trigger_tokens", [](RunConfig& c) -> auto& { return planted(c).trigger_tokens; },
@@ -227,7 +230,6 @@ const std::vector<Field>& fields() {
                                           "a planted attention sink: the residual channel of the outlier", "5"));
     f.push_back(value_field<double>("planted_sink.value", [](RunConfig& c) -> auto& { return planted(c).value; },
                                     "a planted attention sink: the outlier's value", "500"));
-    for (std::size_t i = f.size() - 5; i < f.size(); ++i) f[i].present = in_planted;
 
     f.push_back(list_field<std::string>("eval.ppl", [](RunConfig& c) -> auto& { return c.eval.corpora; },
                                         "perplexity corpora: wikitext2, c4 or text/JSONL paths", "[wikitext2, c4]"));
@@ -294,7 +296,6 @@ const std::vector<Field>& fields() {
                    c.frequent_candidates.reset();
                  },
                  [](const RunConfig& c) { return nlohmann::json(c.search.candidates); }});
-    const auto in_frequent = [](const RunConfig& c) { return c.frequent_candidates.has_value(); };
     f.push_back(value_field<std::int64_t>("search.candidates.frequent", [](RunConfig& c) -> auto& { return frequent(c).count; },
                                           "candidates: the N most frequent tokens of sampled text (+ delimiters)", "64", &positive, ">= 1", "0"));
     f.push_back(value_field<std::string>("search.candidates.data", [](RunConfig& c) -> auto& { return frequent(c).data; },
@@ -307,7 +308,6 @@ const std::vector<Field>& fields() {
                                            "candidates: the windows' seed", "3"));
     f.push_back(value_field<bool>("search.candidates.delimiters", [](RunConfig& c) -> auto& { return frequent(c).delimiters; },
                                   "candidates: add the delimiter tokens", "false"));
-    for (std::size_t i = f.size() - 6; i < f.size(); ++i) f[i].present = in_frequent;
     add_objective_fields(f, "search.objective", [](RunConfig& c) -> ObjectiveOptions& { return c.search.objective; }, "the search's objective");
 
     f.push_back(value_field<bool>("tuning.enabled", [](RunConfig& c) -> auto& { return c.tuning_enabled; }, "tune the searched prefix", "false"));
@@ -343,6 +343,11 @@ const std::vector<Field>& fields() {
     f.push_back(value_field<std::int64_t>("inspect.seq_len", [](RunConfig& c) -> auto& { return c.inspect_seq_len; },
                                           "tokens per window of the plots", "64", &at_least_two, ">= 2", "1"));
     f.push_back(value_field<std::string>("inspect.data", [](RunConfig& c) -> auto& { return c.inspect_data; }, "the plots' text", "c4"));
+    // The optional sections' fields exist in the resolved config only when given.
+    for (Field& field : f) {
+      if (field.key.rfind("planted_sink.", 0) == 0) field.present = [](const RunConfig& c) { return c.planted_sink.has_value(); };
+      if (field.key.rfind("search.candidates.", 0) == 0) field.present = [](const RunConfig& c) { return c.frequent_candidates.has_value(); };
+    }
     return f;
   }();
   return table;
