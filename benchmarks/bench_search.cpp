@@ -59,7 +59,7 @@
 #include "cushioncache/core/memory_usage.h"
 #include "cushioncache/distributed/process_group.h"
 #include "cushioncache/model/loader.h"
-#include "cushioncache/quant/calibration.h"
+#include "cushioncache/tokenizer/text_windows.h"
 #include "cushioncache/search/prefix_searcher.h"
 #include "bench_common.h"
 
@@ -73,6 +73,7 @@ struct Flags {
   int reps = 3;
   double tau = 0.5;
   std::vector<std::int64_t> sweep;  // batch sizes to compare (--batch-sweep), instead of the reference
+  cc::RunContext context;           // the ranks sharing each step (launched by scripts/launch_ranks.sh)
 };
 
 struct Run {
@@ -88,9 +89,9 @@ double cpu_seconds() {
   return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
-Run run_step(cc::CausalLM& model, const cc::Tokenizer& tokenizer, const cc::SearchOptions& options,
+Run run_step(cc::CausalLM& model, const cc::Tokenizer& tokenizer, const cc::SearchOptions& options, const Flags& flags,
              const std::vector<std::int64_t>& prefix, const std::vector<std::int64_t>& text) {
-  cc::PrefixSearcher searcher(model, tokenizer, options);
+  cc::PrefixSearcher searcher(model, tokenizer, options, flags.context);
   Run run;
   run.batch = searcher.options().batch_size;
   const bool measured = !model.device().is_cuda() && cc::reset_peak_resident();
@@ -124,14 +125,14 @@ void bench_model(const char* label, cc::CausalLM& model, const cc::Tokenizer& to
   std::vector<Run> slow_runs, fast_runs;
   std::vector<double> cpu_ratios, wall_ratios;
   for (int r = 0; r < flags.reps; ++r) {
-    slow_runs.push_back(run_step(model, tokenizer, reference, prefix, text));
-    fast_runs.push_back(run_step(model, tokenizer, fast, prefix, text));
+    slow_runs.push_back(run_step(model, tokenizer, reference, flags, prefix, text));
+    fast_runs.push_back(run_step(model, tokenizer, fast, flags, prefix, text));
     cpu_ratios.push_back(slow_runs.back().cpu_seconds / fast_runs.back().cpu_seconds);
     wall_ratios.push_back(slow_runs.back().step.seconds / fast_runs.back().step.seconds);
   }
-  const bool prints = options.group == nullptr || options.group->is_leader();
-  if (!prints) return;
-  const int ranks = options.group != nullptr ? options.group->world_size() : 1;
+  const cc::ProcessGroup* group = flags.context.group;
+  if (group != nullptr && !group->is_leader()) return;
+  const int ranks = group != nullptr ? group->world_size() : 1;
   const std::int64_t element = static_cast<std::int64_t>(c10::elementSize(model.dtype()));
   auto row = [&](const char* mode, const std::vector<Run>& runs, double cpu_ratio, double wall_ratio) {
     std::vector<double> wall, cpu;
@@ -183,16 +184,16 @@ void batch_sweep(const char* label, cc::CausalLM& model, const cc::Tokenizer& to
   std::vector<cc::SearchStep> steps(sizes.size());
   for (int r = 0; r < flags.reps; ++r) {
     options.batch_size = standard;
-    const double reference = run_step(model, tokenizer, options, prefix, text).cpu_seconds;
+    const double reference = run_step(model, tokenizer, options, flags, prefix, text).cpu_seconds;
     for (std::size_t i = 0; i < sizes.size(); ++i) {
       options.batch_size = sizes[i];
-      const Run run = run_step(model, tokenizer, options, prefix, text);
+      const Run run = run_step(model, tokenizer, options, flags, prefix, text);
       steps[i] = run.step;
       seconds[i].push_back(run.cpu_seconds);
       ratios[i].push_back(reference / run.cpu_seconds);
     }
   }
-  if (options.group != nullptr && !options.group->is_leader()) return;
+  if (flags.context.group != nullptr && !flags.context.group->is_leader()) return;
   for (std::size_t i = 0; i < sizes.size(); ++i)
     std::printf("%-28s batch %4lld: %5.1f%% of blocks, %8.2f CPU s, %7.2f cand/s, %5.2fx the speed of batch %lld (median of %d)\n", label,
                 static_cast<long long>(sizes[i]), 100.0 * static_cast<double>(steps[i].blocks_evaluated) / static_cast<double>(steps[i].blocks_exhaustive),
@@ -217,10 +218,10 @@ void vocab_rate(const char* label, cc::CausalLM& model, const cc::Tokenizer& tok
     if (!tokenizer.is_special(t)) options.candidates.push_back(t);
   }
   for (auto t : text) options.candidates.push_back(t);
-  const Run run = run_step(model, tokenizer, options, prefix, text);
+  const Run run = run_step(model, tokenizer, options, flags, prefix, text);
   const cc::SearchStep& s = run.step;
   const double rate = static_cast<double>(s.candidates) / run.cpu_seconds;
-  if (options.group != nullptr && !options.group->is_leader()) return;
+  if (flags.context.group != nullptr && !flags.context.group->is_leader()) return;
   std::printf("%-28s %lld candidates (every %lld-th token + the text's), batch %lld: %.1f%% of blocks, %.1f s wall, %.1f s CPU, "
               "%.2f cand/s (CPU); a full step over the %lld searchable tokens: about %.1f min\n",
               label, static_cast<long long>(s.candidates), static_cast<long long>(vocab / sample), static_cast<long long>(run.batch),
@@ -231,21 +232,16 @@ void vocab_rate(const char* label, cc::CausalLM& model, const cc::Tokenizer& tok
 
 // One C4 window of `tokens` tokens, as the search draws its calibration texts.
 std::vector<std::int64_t> calibration_text(const cc::Tokenizer& tokenizer, std::int64_t tokens) {
-  cc::CalibrationOptions texts;
-  texts.samples = 1;
-  texts.seq_len = tokens;
-  return cc::build_calibration_set(tokenizer, texts, tokens, cc::BosPolicy::kNo).sequences.front();
+  const cc::TextWindows texts{"c4", 1, tokens, 0};
+  return cc::sample_text_windows(tokenizer, texts, tokens, cc::BosPolicy::kNo).sequences.front();
 }
 
 // The fixed SmolLM2 subset: the `count` most frequent tokens of 64 C4 windows of 512
 // tokens (seed 1, not the benchmark's text), then the punctuation and newline tokens.
 std::vector<std::int64_t> frequent_tokens(const cc::Tokenizer& tokenizer, std::int64_t count) {
-  cc::CalibrationOptions texts;
-  texts.samples = 64;
-  texts.seq_len = 512;
-  texts.seed = 1;
+  const cc::TextWindows texts{"c4", 64, 512, 1};
   std::map<std::int64_t, std::int64_t> counts;
-  for (const auto& seq : cc::build_calibration_set(tokenizer, texts, 512, cc::BosPolicy::kNo).sequences)
+  for (const auto& seq : cc::sample_text_windows(tokenizer, texts, 512, cc::BosPolicy::kNo).sequences)
     for (auto t : seq) ++counts[t];
   std::vector<std::pair<std::int64_t, std::int64_t>> ranked(counts.begin(), counts.end());
   std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
@@ -315,8 +311,8 @@ int main(int argc, char** argv) {
     const c10::Device device = cc::parse_device(device_name);
     cc::log::set_level(cc::log::Level::kWarn);  // no progress lines inside timings
     auto group = cc::process_group_from_environment();
-    cc::SearchOptions distributed;
-    if (group->world_size() > 1) distributed.group = group.get();
+    cc::SearchOptions defaults;  // what every model's step starts from
+    if (group->world_size() > 1) flags.context.group = group.get();
     if (!group->is_leader() && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;  // rank 0 prints the table
     flags.max_memory = max_memory.empty() ? 0 : cc::parse_byte_size(max_memory, "--max-memory");
     std::printf("device %s, %d intra-op threads; one step from BOS, tau = %g; objective: 8-bit min-max error at block inputs; "
@@ -335,10 +331,10 @@ int main(int argc, char** argv) {
       auto model = cc::load_model(*bin, load);
       auto tokenizer = cc::load_tokenizer(*tok);
       const auto text = calibration_text(*tokenizer, text_tokens);
-      if (wants("stories")) measure("stories260K", *model, *tokenizer, distributed, flags, text);
+      if (wants("stories")) measure("stories260K", *model, *tokenizer, defaults, flags, text);
       if (wants("planted")) {
         cc::HookHandle plant = model->add_hook(std::make_shared<cc::PlantedSinkHook>(planted_sink(*tokenizer, 4)));
-        measure("stories260K + planted sink", *model, *tokenizer, distributed, flags, text);
+        measure("stories260K + planted sink", *model, *tokenizer, defaults, flags, text);
       }
     } else if (wants("stories") || wants("planted")) {
       std::printf("(stories260K skipped: not found under %s)\n", cc::data_dir().c_str());
@@ -351,10 +347,10 @@ int main(int argc, char** argv) {
       auto model = cc::load_model(smol, load);
       auto tokenizer = cc::load_tokenizer(smol);
       const auto text = calibration_text(*tokenizer, smol_text_tokens);
-      cc::SearchOptions options = distributed;
+      cc::SearchOptions options = defaults;
       options.candidates = frequent_tokens(*tokenizer, smol_candidates);
       measure("SmolLM2-135M (subset)", *model, *tokenizer, options, flags, text);
-      if (smol_vocab_rate > 0) vocab_rate("SmolLM2-135M (vocabulary)", *model, *tokenizer, distributed, flags, text, smol_vocab_rate);
+      if (smol_vocab_rate > 0) vocab_rate("SmolLM2-135M (vocabulary)", *model, *tokenizer, defaults, flags, text, smol_vocab_rate);
     } else if (wants("smol")) {
       std::printf("(SmolLM2 skipped: %s not found; scripts/fetch_models.sh fetches it)\n", smol.string().c_str());
     }
@@ -375,7 +371,7 @@ int main(int argc, char** argv) {
       at::manual_seed(0);
       auto model = cc::bench::random_llama(c, device, at::kFloat);
       const std::int64_t sink = tokenizer->encode("\n", cc::BosPolicy::kNo).back();
-      cc::SearchOptions options = distributed;
+      cc::SearchOptions options = defaults;
       // An even spread of the vocabulary, with the sink token in it.
       for (std::int64_t i = 0; i < llama_candidates; ++i) options.candidates.push_back(3 + i * (c.vocab_size - 3) / llama_candidates);
       options.candidates.push_back(sink);

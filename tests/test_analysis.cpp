@@ -16,6 +16,7 @@
 #include "cushioncache/analysis/inspect.h"
 #include "cushioncache/analysis/svg_chart.h"
 #include "cushioncache/core/files.h"
+#include "cushioncache/eval/loglikelihood.h"
 #include "cushioncache/eval/perplexity.h"
 #include "cushioncache/io/corpus.h"
 #include "cushioncache/model/identity.h"
@@ -60,11 +61,8 @@ TEST_CASE("statistics point at a planted outlier's layer, position and channel",
   if (!f) return;
   auto model = cc::load_model(f->bin);
   cc::HookHandle plant = model->add_hook(std::make_shared<PlantedOutlier>());
-  cc::CalibrationOptions sampling;
-  sampling.data = "wikitext2";
-  sampling.samples = 3;
-  sampling.seq_len = 128;
-  const auto samples = cc::build_calibration_set(*f->tokenizer, sampling, 512, cc::BosPolicy::kAuto).sequences;
+  const cc::TextWindows sampling{"wikitext2", 3, 128, 0};
+  const auto samples = cc::sample_text_windows(*f->tokenizer, sampling, 512, cc::BosPolicy::kAuto).sequences;
   const cc::ActivationReport report = cc::collect_activation_stats(*model, samples, nullptr);
   bool found = false;
   for (const auto& s : report.sites) {
@@ -122,8 +120,8 @@ TEST_CASE("per-tensor static W8A8 collapses on a planted outlier, per-token dyna
   const double float_ppl = ppl(*float_model);
 
   cc::QuantRecipe recipe = cc::load_recipe("w8a8-per-tensor-static");
-  recipe.calibration.samples = 8;
-  recipe.calibration.seq_len = 256;
+  recipe.calibration.windows.samples = 8;
+  recipe.calibration.windows.seq_len = 256;
   const cc::CalibrationSet calibration = cc::build_calibration_set(*f->tokenizer, recipe.calibration, 512, cc::BosPolicy::kAuto);
   auto static_model = planted_model(h2);
   cc::QuantizedModel per_tensor(*static_model, recipe, &calibration);
@@ -152,8 +150,8 @@ TEST_CASE("a SmoothQuant-folded model keeps the prefix invariant with the adapte
   // All four sites: only o_proj's scale, folded into v_proj's rows, changes the cached
   // values this test is about (SmoothQuant's own sites, the default, leave them as they are).
   smooth_only.smoothquant->sites = cc::smoothquant_all_sites();
-  smooth_only.calibration.samples = 4;
-  smooth_only.calibration.seq_len = 64;
+  smooth_only.calibration.windows.samples = 4;
+  smooth_only.calibration.windows.seq_len = 64;
   const auto calibration = cc::build_calibration_set(*f->tokenizer, smooth_only.calibration, 512, cc::BosPolicy::kNo);
   cc::QuantizedModel smoothed(*model, smooth_only, &calibration, &float_prefix);
   REQUIRE(smoothed.prefix() != nullptr);
@@ -166,9 +164,37 @@ TEST_CASE("a SmoothQuant-folded model keeps the prefix invariant with the adapte
   cc::ForwardOptions adapted;
   adapted.past = smoothed.prefix();
   CHECK(cc::testing::max_abs_diff(model->forward(at::tensor(text, at::kLong).unsqueeze(0), adapted).logits, whole) < 1e-4);
-  cc::ForwardOptions stale;  // the float prefix's values no longer fit the smoothed v_proj
+  // The float prefix's values no longer fit the smoothed v_proj: the model refuses it.
+  cc::ForwardOptions stale;
   stale.past = &float_prefix;
+  cc::testing::expect_error([&] { model->forward(at::tensor(text, at::kLong).unsqueeze(0), stale); }, cc::ErrorKind::kMismatch,
+                            {"folded into v_proj", "QuantizedModel::prefix"});
+  // Its values in the old basis would give other logits: what the refusal prevents.
+  cc::KVCache relabelled = float_prefix;
+  relabelled.value_basis = model->value_basis();
+  stale.past = &relabelled;
   CHECK(cc::testing::max_abs_diff(model->forward(at::tensor(text, at::kLong).unsqueeze(0), stale).logits, whole) > 1e-3);
+  // A cache the smoothed model computes itself is in its basis.
+  CHECK(cc::compute_kv_cache(*model, prefix_tokens).value_basis == model->value_basis());
+  // Zero-shot scoring caches each item's context through the staged forward and reuses it
+  // for the continuations: on the smoothed model, behind the adapted prefix, that gives
+  // what running every request whole gives.
+  const std::vector<cc::TokenizedRequest> requests = {
+      cc::encode_pair(*f->tokenizer, "Once upon a time there was", " a dog", cc::BosPolicy::kNo),
+      cc::encode_pair(*f->tokenizer, "Once upon a time there was", " a big cat", cc::BosPolicy::kNo)};
+  cc::ScoringOptions scoring;
+  scoring.prefix = smoothed.prefix();
+  const auto shared = cc::score_continuations(*model, requests, scoring);
+  scoring.share_contexts = false;
+  const auto whole_requests = cc::score_continuations(*model, requests, scoring);
+  for (std::size_t i = 0; i < requests.size(); ++i) CHECK(shared[i].logprob == Approx(whole_requests[i].logprob).margin(1e-4));
+  // Recipes that do not fold into v_proj (SmoothQuant's own sites) leave the float prefix valid.
+  auto plain = cc::load_model(f->bin);
+  const cc::KVCache plain_prefix = cc::compute_kv_cache(*plain, prefix_tokens);
+  smooth_only.smoothquant->sites = cc::smoothquant_norm_sites();
+  cc::QuantizedModel norm_only(*plain, smooth_only, &calibration, &plain_prefix);
+  stale.past = &plain_prefix;
+  CHECK_NOTHROW(plain->forward(at::tensor(text, at::kLong).unsqueeze(0), stale));
 }
 
 TEST_CASE("inspect writes stats, tables and plots", "[analysis]") {
@@ -176,8 +202,8 @@ TEST_CASE("inspect writes stats, tables and plots", "[analysis]") {
   if (!f) return;
   auto model = cc::load_model(f->bin);
   cc::InspectOptions options;
-  options.samples = 2;
-  options.seq_len = 64;
+  options.windows.samples = 2;
+  options.windows.seq_len = 64;
   const cc::KVCache prefix = cc::compute_kv_cache(*model, f->tokenizer->encode("", cc::BosPolicy::kYes));
   const cc::Inspection inspection = cc::inspect_model(*model, *f->tokenizer, options, &prefix);
   REQUIRE(inspection.with_prefix.has_value());

@@ -40,9 +40,9 @@ TEST_CASE("the prefix search split over two ranks selects the tokens of one proc
   std::vector<cc::SearchResult> results(2);
   ranks.run([&](int r) {
     auto group = ranks.rank(r);
-    cc::SearchOptions mine = options;
-    mine.group = group.get();
-    results[static_cast<std::size_t>(r)] = cc::PrefixSearcher(*models[static_cast<std::size_t>(r)], *tokenizer, mine).run();
+    cc::RunContext context;
+    context.group = group.get();
+    results[static_cast<std::size_t>(r)] = cc::PrefixSearcher(*models[static_cast<std::size_t>(r)], *tokenizer, options, context).run();
   });
   for (const cc::SearchResult& got : results) {
     CHECK(got.prefix == expected.prefix);
@@ -66,12 +66,12 @@ TEST_CASE("data-parallel tuning over two ranks applies the updates of one proces
   if (!files) return;
   auto tokenizer = cc::load_tokenizer(files->tokenizer);
   cc::QuantRecipe recipe = cc::load_recipe("w8a8-per-tensor-static");
-  recipe.calibration.samples = 4;
-  recipe.calibration.seq_len = 64;
+  recipe.calibration.windows.samples = 4;
+  recipe.calibration.windows.seq_len = 64;
   const auto calibration = cc::build_calibration_set(*tokenizer, recipe.calibration, 510, cc::BosPolicy::kNo);
   cc::TuningOptions options;
-  options.samples = 6;  // batches of 4 and 2: the ranks' shares differ in the first
-  options.seq_len = 64;
+  options.windows.samples = 6;  // batches of 4 and 2: the ranks' shares differ in the first
+  options.windows.seq_len = 64;
   options.batch_size = 4;
   options.epochs = 2;
   options.lr = 1e-2;
@@ -87,9 +87,9 @@ TEST_CASE("data-parallel tuning over two ranks applies the updates of one proces
   auto tune = [&](cc::CausalLM& model, cc::ProcessGroup* group) {
     const cc::KVCache prefix = cc::compute_kv_cache(model, {1});
     cc::QuantizedModel quantized(model, recipe, &calibration, &prefix);
-    cc::TuningOptions mine = options;
-    mine.group = group;
-    return cc::QuantAwarePrefixTuner(model, *tokenizer, mine).tune(*quantized.prefix());
+    cc::RunContext context;
+    context.group = group;
+    return cc::QuantAwarePrefixTuner(model, *tokenizer, options, context).tune(*quantized.prefix());
   };
   auto alone = cc::load_model(files->bin);
   const cc::TuningResult expected = tune(*alone, nullptr);

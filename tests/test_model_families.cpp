@@ -341,7 +341,7 @@ TEST_CASE("a device budget keeps the first blocks resident and streams the rest"
     // A large first block: streaming it needs 2 x 30, keeping it resident only 30 + 2 x 10.
     CHECK(cc::place_blocks({30, 10, 10, 10}, 0, 55).resident_blocks == 1);
     cc::testing::expect_error([&] { cc::place_blocks(equal, 5, 24); }, cc::ErrorKind::kInvalidArgument,
-                              {"--max-gpu-memory 24 B", "25 B", "two blocks"});
+                              {"device memory budget 24 B", "25 B", "two blocks"});
   }
 
   SECTION("a model under a budget computes what the resident model computes") {
@@ -376,9 +376,9 @@ TEST_CASE("a device budget keeps the first blocks resident and streams the rest"
     CHECK(max_abs_diff(one_resident->forward(ids).logits, expected) == 0.0);  // again, after the prefetches of the first forward
 
     options.max_device_bytes = all - 2 * block0 - 1;  // not even streaming fits
-    cc::testing::expect_error([&] { cc::build_model(weights, options); }, cc::ErrorKind::kInvalidArgument, {"--max-gpu-memory"});
+    cc::testing::expect_error([&] { cc::build_model(weights, options); }, cc::ErrorKind::kInvalidArgument, {"device memory budget"});
     options.max_device_bytes = 0;
-    cc::testing::expect_error([&] { cc::build_model(weights, options); }, cc::ErrorKind::kInvalidArgument, {"--max-gpu-memory must be positive"});
+    cc::testing::expect_error([&] { cc::build_model(weights, options); }, cc::ErrorKind::kInvalidArgument, {"device memory budget must be positive"});
   }
 
   SECTION("acquire takes the prefetched copy, made when prefetch was called; another block's acquire drops it") {

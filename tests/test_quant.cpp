@@ -24,6 +24,7 @@
 #include "cushioncache/quant/quantizer.h"
 #include "cushioncache/quant/recipe.h"
 #include "cushioncache/quant/smoothquant.h"
+#include "cushioncache/tokenizer/text_windows.h"
 #include "support/test_support.h"
 
 namespace cc = cushioncache;
@@ -271,7 +272,7 @@ TEST_CASE("quantization specs and recipes are checked, by name and line", "[quan
   CHECK(r.smoothquant->sites.size() == 2);
   CHECK(r.smoothquant->sites_name() == "norm");  // the same sites as a list
   CHECK(r.kv_cache);
-  CHECK(r.calibration.samples == 4);
+  CHECK(r.calibration.windows.samples == 4);
   const cc::QuantRecipe all = cc::load_recipe(yaml(
       "activations: a8-per-tensor-static\n"
       "smoothquant: {sites: all}\n"
@@ -572,13 +573,38 @@ TEST_CASE("W8A8 on stories260K: per-token dynamic stays within 1% of float", "[q
   CHECK(ppl != float_ppl);  // it did quantize
 }
 
+TEST_CASE("text windows: one room rule behind a prefix, the same windows for every component", "[quant][windows]") {
+  auto files = stories_files();
+  if (!files) return;
+  auto tokenizer = cc::load_tokenizer(files->tokenizer);
+  // A context of 512 behind an 8-token prefix leaves 504: a longer window is capped to it.
+  CHECK(cc::room_after_prefix(512, 8) == 504);
+  const cc::TextWindows wide{"wikitext2", 3, 600, 5};
+  const cc::SampledWindows capped = cc::sample_text_windows(*tokenizer, wide, cc::room_after_prefix(512, 8), cc::BosPolicy::kNo);
+  REQUIRE(capped.sequences.size() == 3);
+  for (const auto& w : capped.sequences) CHECK(w.size() == 504);
+  CHECK(capped.leading == 0);
+  CHECK(capped.description.find("3 x 504 tokens from wikitext2") == 0);
+  // No room for even two tokens is a config error naming the prefix and the context.
+  cc::testing::expect_error([] { cc::room_after_prefix(512, 511); }, cc::ErrorKind::kInvalidConfig,
+                            {"prefix of 511 tokens", "context of 512"});
+  // Calibration is these windows: the same tokens, BOS first when the policy puts one.
+  cc::CalibrationOptions calibration;
+  calibration.windows = {"wikitext2", 3, 128, 5};
+  const cc::SampledWindows plain = cc::sample_text_windows(*tokenizer, calibration.windows, 512, cc::BosPolicy::kAuto);
+  CHECK(plain.leading == 1);
+  CHECK(cc::build_calibration_set(*tokenizer, calibration, 512, cc::BosPolicy::kAuto).sequences == plain.sequences);
+  cc::testing::expect_error([&] { cc::sample_text_windows(*tokenizer, {"wikitext2", 0, 128, 5}, 512, cc::BosPolicy::kNo); },
+                            cc::ErrorKind::kInvalidConfig, {"samples >= 1"});
+}
+
 TEST_CASE("static ranges calibrate on real data and restore exactly", "[quant]") {
   auto files = stories_files();
   if (!files) return;
   auto tokenizer = cc::load_tokenizer(files->tokenizer);
   cc::QuantRecipe recipe = cc::load_recipe("sq-o3");
-  recipe.calibration.samples = 8;
-  recipe.calibration.seq_len = 128;
+  recipe.calibration.windows.samples = 8;
+  recipe.calibration.windows.seq_len = 128;
   const cc::CalibrationSet calibration = cc::build_calibration_set(*tokenizer, recipe.calibration, 512, cc::BosPolicy::kAuto);
   REQUIRE(calibration.sequences.size() == 8);
   CHECK(calibration.sequences[0].size() == 128);
@@ -657,8 +683,8 @@ TEST_CASE("INT8 execution computes what fake quantization computes", "[quant][in
   for (const char* preset : {"w8a8-per-tensor-static", "sq-o3", "w8a8-per-tensor-dynamic", "w8a8-per-token-dynamic"}) {
     INFO(preset);
     cc::QuantRecipe recipe = cc::load_recipe(preset);
-    recipe.calibration.samples = 8;
-    recipe.calibration.seq_len = 256;
+    recipe.calibration.windows.samples = 8;
+    recipe.calibration.windows.seq_len = 256;
     const cc::CalibrationSet calibration = cc::build_calibration_set(*tokenizer, recipe.calibration, 512, cc::BosPolicy::kAuto);
     auto fake_model = cc::load_model(files->bin);
     cc::QuantizedModel fake(*fake_model, recipe, &calibration);

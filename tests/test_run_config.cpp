@@ -1,7 +1,8 @@
-// The run config's one field table: every setting can be given in the YAML file and as an
-// override (`run --set KEY=VALUE`), gives the same resolved config either way, and an
-// out-of-range or ill-typed value is refused with the same message either way, only the
-// location differing (file:line, or "override KEY").
+// The run config's one field table: every setting can be given in the YAML file, as an
+// override (`run --set KEY=VALUE`) and as a command-line flag (set_run_config_value, what
+// the CLI's settings flags call), gives the same resolved config every way, and an
+// out-of-range or ill-typed value is refused with the same message every way, only the
+// location differing (file:line, "override KEY" or the flag).
 #include <fstream>
 #include <string>
 #include <vector>
@@ -92,6 +93,11 @@ TEST_CASE("every run-config setting is set the same from YAML and from an overri
     if (s.key != "name") from_yaml["name"] = from_override["name"] = defaults["name"];
     CHECK(from_yaml == from_override);
     CHECK(from_yaml != defaults);  // the example changes something: the setting is not ignored
+    cc::RunConfig flagged = cc::load_run_config(base_path);
+    cc::set_run_config_value(flagged, s.key, s.example, "--flag");
+    nlohmann::json from_flag_value = cc::to_json(flagged);
+    if (s.key != "name") from_flag_value["name"] = defaults["name"];
+    CHECK(from_flag_value == from_override);
 
     // Out of range: refused both ways with one message.
     if (!s.out_of_range.empty()) {
@@ -99,6 +105,13 @@ TEST_CASE("every run-config setting is set the same from YAML and from an overri
       const std::string from_file = refusal([&] { cc::load_run_config(bad_path); }, s.key);
       const std::string from_flag = refusal([&] { cc::load_run_config(base_path, {s.key + "=" + s.out_of_range}); }, s.key);
       CHECK(from_file == from_flag);
+      const std::string from_cli = refusal(
+          [&] {
+            cc::RunConfig c = cc::load_run_config(base_path);
+            cc::set_run_config_value(c, s.key, s.out_of_range, "--flag");
+          },
+          s.key);
+      CHECK(from_file == from_cli);
     }
     // A value of the wrong shape: the same again.
     if (s.key.rfind("planted_sink.", 0) != 0) {
@@ -126,6 +139,12 @@ TEST_CASE("run-config overrides: unknown keys, malformed pairs and sections", "[
   // The file's errors still name the file and line.
   const std::string bad = write(dir, "bad.yaml", "model: /nowhere/model.bin\nsearch:\n  tau: 2\n");
   cc::testing::expect_error([&] { cc::load_run_config(bad); }, cc::ErrorKind::kInvalidConfig, {"bad.yaml:3", "'search.tau' must be in (0, 1], got 2"});
+  // A setting of an optional section that is not given reads as null, and reading it
+  // does not create the section.
+  const cc::RunConfig plain = cc::load_run_config(base);
+  CHECK(cc::run_config_value(plain, "planted_sink.channel").is_null());
+  CHECK_FALSE(plain.planted_sink.has_value());
+  CHECK(cc::run_config_value(plain, "search.tau") == 0.7);
   const std::string missing = write(dir, "missing.yaml", "search: {tau: 0.5}\n");
   cc::testing::expect_error([&] { cc::load_run_config(missing); }, cc::ErrorKind::kInvalidConfig, {"missing key 'model'"});
 }

@@ -201,12 +201,14 @@ TEST_CASE("the search finds the planted sink token and stops", "[search]") {
   // With a tau no candidate reaches, pruning drops them all: the step has no best token
   // (its score is saved as null) and the finished state must still reload.
   options.tau = 1e-9;
-  options.state_file = (dir / "strict.json").string();
-  const cc::SearchResult strict = cc::PrefixSearcher(*s->model, *s->tokenizer, options).run();
+  cc::RunContext context;
+  context.state_file = (dir / "strict.json").string();
+  const cc::SearchResult strict = cc::PrefixSearcher(*s->model, *s->tokenizer, options, context).run();
   REQUIRE(strict.steps.size() == 1);
   CHECK(strict.steps[0].best_token == -1);
   CHECK_THAT(strict.stop_reason, Catch::Contains("all pruned"));
-  const cc::SearchResult reloaded = cc::PrefixSearcher(*s->model, *s->tokenizer, options).run(/*resume=*/true);
+  context.resume = true;
+  const cc::SearchResult reloaded = cc::PrefixSearcher(*s->model, *s->tokenizer, options, context).run();
   CHECK(reloaded.prefix == strict.prefix);
   CHECK(reloaded.stop_reason == strict.stop_reason);
   CHECK(reloaded.steps[0].best_token == -1);
@@ -219,23 +221,25 @@ TEST_CASE("a search resumes from its state file to the same prefix", "[search]")
   cc::SearchOptions options = small_search();
   options.tau = 0.99;       // accept nearly anything, so several steps run
   options.max_length = 3;
-  options.state_file = (dir / "search.json").string();
-  const cc::SearchResult uninterrupted = cc::PrefixSearcher(*s->model, *s->tokenizer, options).run();
+  cc::RunContext context;
+  context.state_file = (dir / "search.json").string();
+  const cc::SearchResult uninterrupted = cc::PrefixSearcher(*s->model, *s->tokenizer, options, context).run();
   REQUIRE(uninterrupted.steps.size() >= 2);
 
   // A state file cut after the first step, as a kill would leave it.
-  auto saved = nlohmann::json::parse(cc::read_file(options.state_file));
+  auto saved = nlohmann::json::parse(cc::read_file(context.state_file));
   auto& steps = saved["result"]["steps"];
   steps.erase(steps.begin() + 1, steps.end());
   saved["result"]["prefix"] = std::vector<std::int64_t>{1, uninterrupted.prefix[1]};
   saved["result"]["stop_reason"] = "";
-  std::ofstream(options.state_file) << saved.dump();
-  const cc::SearchResult resumed = cc::PrefixSearcher(*s->model, *s->tokenizer, options).run(/*resume=*/true);
+  std::ofstream(context.state_file) << saved.dump();
+  context.resume = true;
+  const cc::SearchResult resumed = cc::PrefixSearcher(*s->model, *s->tokenizer, options, context).run();
   CHECK(resumed.prefix == uninterrupted.prefix);
   CHECK(resumed.steps.size() == uninterrupted.steps.size());
 
   options.tau = 0.5;  // other settings: the state file is refused
-  cc::testing::expect_error([&] { cc::PrefixSearcher(*s->model, *s->tokenizer, options).run(true); }, cc::ErrorKind::kMismatch,
+  cc::testing::expect_error([&] { cc::PrefixSearcher(*s->model, *s->tokenizer, options, context).run(); }, cc::ErrorKind::kMismatch,
                             {"search.json", "other settings"});
 }
 

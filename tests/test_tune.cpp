@@ -35,8 +35,8 @@ std::optional<Setup> setup() {
 
 cc::TuningOptions small_tuning() {
   cc::TuningOptions o;
-  o.samples = 8;
-  o.seq_len = 64;
+  o.windows.samples = 8;
+  o.windows.seq_len = 64;
   o.batch_size = 4;
   o.epochs = 3;
   o.lr = 1e-2;
@@ -65,8 +65,8 @@ TEST_CASE("prefix tuning lowers the loss of the quantized model", "[tune]") {
   cc::HookHandle planted = model->add_hook(std::make_shared<cc::PlantedSinkHook>(plant));
   const cc::KVCache prefix = cc::compute_kv_cache(*model, {1, 4});
   cc::QuantRecipe recipe = cc::load_recipe("w8a8-per-tensor-static");
-  recipe.calibration.samples = 8;
-  recipe.calibration.seq_len = 64;
+  recipe.calibration.windows.samples = 8;
+  recipe.calibration.windows.seq_len = 64;
   const auto calibration = cc::build_calibration_set(*s->tokenizer, recipe.calibration, 510, cc::BosPolicy::kNo);
   cc::QuantizedModel quantized(*model, recipe, &calibration, &prefix);
 
@@ -94,21 +94,40 @@ TEST_CASE("interrupted tuning resumes from its checkpoint to the same prefix", "
   const cc::KVCache prefix = cc::compute_kv_cache(*model, {1});
   cc::TuningOptions options = small_tuning();
   options.checkpoint_every = 1;
-  options.checkpoint_file = (dir / "tune.safetensors").string();
-  const cc::TuningResult uninterrupted = cc::QuantAwarePrefixTuner(*model, *s->tokenizer, options).tune(prefix);
-  std::filesystem::remove(options.checkpoint_file);
+  cc::RunContext context;
+  context.state_file = (dir / "tune.safetensors").string();
+  const cc::TuningResult uninterrupted = cc::QuantAwarePrefixTuner(*model, *s->tokenizer, options, context).tune(prefix);
+  std::filesystem::remove(context.state_file);
 
   {
     // evaluate() runs 2 forwards before training; stop during the 3rd training step.
     cc::HookHandle stop = model->add_hook(std::make_shared<InterruptAt>(2 + 3));
-    cc::QuantAwarePrefixTuner tuner(*model, *s->tokenizer, options);
+    cc::QuantAwarePrefixTuner tuner(*model, *s->tokenizer, options, context);
     cc::testing::expect_error([&] { tuner.tune(prefix); }, cc::ErrorKind::kInterrupted, {"prefix tuning", "state is saved"});
   }
-  REQUIRE(std::filesystem::exists(options.checkpoint_file));
-  const cc::TuningResult resumed = cc::QuantAwarePrefixTuner(*model, *s->tokenizer, options).tune(prefix, /*resume=*/true);
+  REQUIRE(std::filesystem::exists(context.state_file));
+  context.resume = true;
+  const cc::TuningResult resumed = cc::QuantAwarePrefixTuner(*model, *s->tokenizer, options, context).tune(prefix);
   CHECK(resumed.log.size() == uninterrupted.log.size());
-  for (std::size_t l = 0; l < 5; ++l) CHECK(cc::testing::max_abs_diff(resumed.prefix.layers[l].key, uninterrupted.prefix.layers[l].key) < 1e-5);
-  CHECK(resumed.loss_after == Approx(uninterrupted.loss_after).epsilon(1e-5));
+  // Bit-exact: the parameters and Adam's moments and step counts come back from the
+  // checkpoint as they were, and the rest of the run takes the same windows in the same order.
+  for (std::size_t l = 0; l < 5; ++l) {
+    CHECK(at::equal(resumed.prefix.layers[l].key, uninterrupted.prefix.layers[l].key));
+    CHECK(at::equal(resumed.prefix.layers[l].value, uninterrupted.prefix.layers[l].value));
+  }
+  CHECK(resumed.loss_after == uninterrupted.loss_after);
+
+  // A checkpoint whose optimizer state is damaged is named, not half-loaded.
+  {
+    const cc::SafetensorsFile saved = cc::SafetensorsFile::open(context.state_file);
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& name : saved.names())
+      tensors.emplace_back(name, name == "optimizer" ? at::zeros({16}, at::kByte) : saved.load(name).clone());
+    cc::write_safetensors(dir / "damaged.safetensors", tensors, saved.metadata());
+  }
+  context.state_file = (dir / "damaged.safetensors").string();
+  cc::testing::expect_error([&] { cc::QuantAwarePrefixTuner(*model, *s->tokenizer, options, context).tune(prefix); },
+                            cc::ErrorKind::kCorruptInput, {"damaged.safetensors", "optimizer state"});
 }
 
 TEST_CASE("artifacts round-trip and refuse a different model", "[artifact]") {
@@ -152,14 +171,14 @@ TEST_CASE("search and tuning write byte-identical artifacts from the same settin
   search.text_tokens = 64;
   search.tau = 0.99;  // accept the step, so the artifact holds a searched token
   cc::QuantRecipe recipe = cc::load_recipe("w8a8-per-tensor-static");
-  recipe.calibration.samples = 4;
-  recipe.calibration.seq_len = 128;
+  recipe.calibration.windows.samples = 4;
+  recipe.calibration.windows.seq_len = 128;
   std::vector<std::string> bytes;
   for (int run = 0; run < 2; ++run) {
     auto model = load();
-    const cc::Artifact searched = cc::search_prefix_artifact(*model, *s->tokenizer, search, /*resume=*/false);
+    const cc::Artifact searched = cc::search_prefix_artifact(*model, *s->tokenizer, search);
     REQUIRE(searched.tokens.size() == 2);
-    const cc::Artifact tuned = cc::tune_prefix_artifact(load, *s->tokenizer, searched, recipe, small_tuning(), /*resume=*/false);
+    const cc::Artifact tuned = cc::tune_prefix_artifact(load, *s->tokenizer, searched, recipe, small_tuning());
     const auto path = dir / fmt::format("run{}.safetensors", run);
     cc::save_artifact(tuned, path);
     bytes.push_back(cc::read_file(path));

@@ -6,7 +6,6 @@
 #include "cushioncache/analysis/svg_chart.h"
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/files.h"
-#include "cushioncache/quant/calibration.h"
 
 namespace cushioncache {
 namespace fs = std::filesystem;
@@ -34,13 +33,8 @@ std::vector<double> range(std::size_t n, double start = 0) {
 
 Inspection inspect_model(CausalLM& model, const Tokenizer& tokenizer, const InspectOptions& options, const KVCache* prefix) {
   const std::int64_t prefix_len = prefix != nullptr ? prefix->length() : 0;
-  CalibrationOptions sampling;
-  sampling.data = options.data;
-  sampling.samples = options.samples;
-  sampling.seq_len = options.seq_len;
-  sampling.seed = options.seed;
-  const std::int64_t room = model.config().max_position_embeddings - prefix_len;
-  const CalibrationSet plain = build_calibration_set(tokenizer, sampling, room, BosPolicy::kAuto);
+  const std::int64_t room = room_after_prefix(model.config().max_position_embeddings, prefix_len);
+  const SampledWindows plain = sample_text_windows(tokenizer, options.windows, room, BosPolicy::kAuto);
   StatsOptions stats;
   stats.first_keys = options.first_keys;
 
@@ -54,7 +48,7 @@ Inspection inspect_model(CausalLM& model, const Tokenizer& tokenizer, const Insp
   out.without_prefix = collect_activation_stats(model, plain.sequences, nullptr, stats);
   if (prefix != nullptr) {
     // The same windows without the leading BOS: the prefix takes its place.
-    const CalibrationSet text_only = build_calibration_set(tokenizer, sampling, room, BosPolicy::kNo);
+    const SampledWindows text_only = sample_text_windows(tokenizer, options.windows, room, BosPolicy::kNo);
     out.with_prefix = collect_activation_stats(model, text_only.sequences, prefix, stats);
   }
   return out;

@@ -12,15 +12,13 @@
 
 #include "cushioncache/analysis/activation_stats.h"
 #include "cushioncache/model/causal_lm.h"
+#include "cushioncache/tokenizer/text_windows.h"
 #include "cushioncache/tokenizer/tokenizer.h"
 
 namespace cushioncache {
 
 struct InspectOptions {
-  std::string data = "wikitext2";  // corpus name or path (io/corpus.h)
-  std::int64_t samples = 8;
-  std::int64_t seq_len = 512;      // capped by the context left after the prefix
-  std::uint64_t seed = 0;
+  TextWindows windows{"wikitext2", 8, 512, 0};
   std::int64_t first_keys = 4;
   int token_layer = -1;            // layer of the token-wise plot; -1 = the last
   std::string prefix_label = "with prefix";

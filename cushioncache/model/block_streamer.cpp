@@ -44,7 +44,7 @@ BlockPlacement place_blocks(const std::vector<std::int64_t>& block_bytes, std::i
   }
   if (best.resident_blocks < 0)
     throw_error(ErrorKind::kInvalidArgument,
-                "--max-gpu-memory {} is below what the weights need on the device even when streamed: {} (embeddings, norms "
+                "the device memory budget {} is below what the weights need on the device even when streamed: {} (embeddings, norms "
                 "and head {}, plus room for two blocks in flight, the largest {}); activations need room beside that",
                 format_bytes(budget_bytes), format_bytes(least), format_bytes(other_bytes), format_bytes(largest_from[0]));
   return best;

@@ -35,8 +35,8 @@ struct BlockPlacement {
 // The most blocks (from the first) that stay resident while the others stream within
 // `budget_bytes` of device memory for weights: `other_bytes` (embeddings, head, norms)
 // plus the resident blocks plus room for two streamed blocks (the running one and the
-// prefetched one). Everything resident when it all fits. kInvalidArgument naming
-// --max-gpu-memory and the minimum when not even streaming fits.
+// prefetched one). Everything resident when it all fits. kInvalidArgument "the device
+// memory budget ... is below", with the minimum, when not even streaming fits.
 BlockPlacement place_blocks(const std::vector<std::int64_t>& block_bytes, std::int64_t other_bytes, std::int64_t budget_bytes);
 
 class BlockStreamer {

@@ -142,6 +142,9 @@ ForwardState CausalLM::prepare(const at::Tensor& input_ids, const ForwardOptions
   at::Tensor past_valid;  // [B, S_past]
   if (s.past != nullptr) {
     s.past->check_compatible(config_);
+    if (s.past->value_basis != value_basis_)
+      throw_error(ErrorKind::kMismatch, "the KV cache's values were computed before scales were folded into v_proj (SmoothQuant at "
+                  "o_proj's input): they no longer fit this model; use the prefix the quantized model adapted (QuantizedModel::prefix)");
     if (s.past->batch_size() != 1 && s.past->batch_size() != s.batch)
       throw_error(ErrorKind::kMismatch, "KV cache batch {} fits neither batch 1 nor the input batch {}", s.past->batch_size(), s.batch);
     if (s.past->layers.front().key.device() != dev)
@@ -193,6 +196,7 @@ ForwardState CausalLM::prepare(const at::Tensor& input_ids, const ForwardOptions
   s.collect_cache = options.return_cache;
   if (s.collect_cache) {
     s.cache.layers.resize(static_cast<std::size_t>(config_.num_layers));
+    s.cache.value_basis = value_basis_;
     // The new cache remembers its tokens when the past's are known (or there is no past).
     if (s.past == nullptr) s.cache.tokens = s.input_ids;
     else if (s.past_tokens.defined()) s.cache.tokens = at::cat({s.past_tokens.expand({s.batch, s.past_length}), s.input_ids}, 1);

@@ -179,6 +179,15 @@ class CausalLM {
   // search divides its memory bound by.
   std::int64_t block_working_bytes(std::int64_t tokens, std::int64_t keys, std::int64_t element_size) const;
 
+  // The basis the model's cached values are in. Folding a scale into v_proj's rows
+  // (SmoothQuant at o_proj's input) divides every value the model computes from then on,
+  // so a cache computed before holds values of the old basis: the folding
+  // (apply_smoothquant) calls change_value_basis(), and prepare refuses such a cache
+  // (kMismatch) instead of running it silently wrong. Caches the model computes carry its
+  // basis (KVCache::value_basis).
+  std::uint64_t value_basis() const { return value_basis_; }
+  void change_value_basis() { ++value_basis_; }
+
  protected:
   // Elements per token the family's MLP holds at its peak: gate, up, their product and
   // the output for the gated (LLaMA) MLP; families with a plain two-layer MLP override.
@@ -203,6 +212,7 @@ class CausalLM {
   ModelConfig config_;
   std::vector<std::pair<std::uint64_t, std::shared_ptr<ActivationHook>>> hooks_;
   std::uint64_t next_hook_id_ = 1;
+  std::uint64_t value_basis_ = 0;
   std::shared_ptr<const void> alive_ = std::make_shared<int>(0);  // what HookHandles watch
   std::shared_ptr<BlockStreamer> streamer_;  // set by stream_blocks()
 };

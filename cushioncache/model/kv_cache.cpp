@@ -40,6 +40,7 @@ KVCache KVCache::detached() const {
   for (const auto& l : layers) out.layers.push_back({l.key.detach(), l.value.detach()});
   if (valid.defined()) out.valid = valid;
   out.tokens = tokens;
+  out.value_basis = value_basis;
   return out;
 }
 
@@ -52,6 +53,7 @@ KVCache KVCache::select_rows(const at::Tensor& rows) const {
   }
   if (valid.defined()) out.valid = valid.index_select(0, rows.to(valid.device(), at::kLong));
   if (tokens.defined()) out.tokens = tokens.size(0) == 1 ? tokens : tokens.index_select(0, rows.to(tokens.device(), at::kLong));
+  out.value_basis = value_basis;
   return out;
 }
 

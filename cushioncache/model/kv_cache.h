@@ -24,6 +24,9 @@ struct KVCache {
   // [B or 1, S] int64: the tokens the cache was computed from; undefined when unknown.
   // Kept when the keys and values are tuned: they still say which prefix they started as.
   at::Tensor tokens;
+  // The model's value basis when the values were computed (CausalLM::value_basis): 0 for
+  // an unchanged model and for caches read from files, which hold float-model values.
+  std::uint64_t value_basis = 0;
 
   bool empty() const { return layers.empty(); }
   std::int64_t length() const;      // S (0 when empty)

@@ -44,13 +44,13 @@ std::unique_ptr<CausalLM> build(const ModelConfig& config, const LoadOptions& op
   const c10::ScalarType dtype = resolve_dtype(options, config);
   const ModelFamily& family = model_family(config.model_type);
   if (options.max_device_bytes && *options.max_device_bytes <= 0)
-    throw_error(ErrorKind::kInvalidArgument, "--max-gpu-memory must be positive, got {} bytes", *options.max_device_bytes);
+    throw_error(ErrorKind::kInvalidArgument, "the device memory budget must be positive, got {} bytes", *options.max_device_bytes);
   // Planned from the config, before any weight is read: a budget too small fails fast.
   int resident_blocks = options.stream_blocks ? 0 : config.num_layers;
   if (options.max_device_bytes) {
     const StreamingPlan plan = plan_streaming(config, dtype, *options.max_device_bytes);
     resident_blocks = plan.placement.resident_blocks;
-    log::info("--max-gpu-memory {}: {} of {} blocks resident, the weights take {} of the device at most",
+    log::info("device memory budget {}: {} of {} blocks resident, the weights take {} of the device at most",
               format_bytes(*options.max_device_bytes), resident_blocks, config.num_layers, format_bytes(plan.placement.peak_device_bytes));
   }
   auto model = family.build(config, [&](const std::string& name, const std::vector<std::int64_t>& shape) {

@@ -30,10 +30,11 @@ struct LoadOptions {
   // the dtype allows) and copy each block to `device` only while it runs (CausalLM::stream_blocks): for models larger
   // than the device's memory. The embeddings and the head live on the device.
   bool stream_blocks = false;
-  // A budget for the weights' device memory (--max-gpu-memory): everything on the device
+  // A budget for the weights' device memory: everything on the device
   // when it fits; otherwise the first blocks stay resident and the rest stream, with room
   // for two streamed blocks (place_blocks in model/block_streamer.h). Activations need
-  // memory beside it.
+  // memory beside it. kInvalidArgument "the device memory budget ..." when it is not
+  // positive or too small even for streaming.
   std::optional<std::int64_t> max_device_bytes;
 };
 

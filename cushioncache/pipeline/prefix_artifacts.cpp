@@ -24,10 +24,10 @@ nlohmann::json without_wall_times(nlohmann::json j) {
 
 }  // namespace
 
-Artifact search_prefix_artifact(CausalLM& float_model, const Tokenizer& tokenizer, const SearchOptions& options, bool resume,
-                                SearchResult* result) {
-  PrefixSearcher searcher(float_model, tokenizer, options);
-  const SearchResult r = searcher.run(resume);
+Artifact search_prefix_artifact(CausalLM& float_model, const Tokenizer& tokenizer, const SearchOptions& options,
+                                const RunContext& context, SearchResult* result) {
+  PrefixSearcher searcher(float_model, tokenizer, options, context);
+  const SearchResult r = searcher.run();
   if (r.prefix.empty()) throw_error(ErrorKind::kInvalidArgument, "the search accepted no token and had no seed prefix: no prefix to save");
   Artifact a = make_token_artifact(float_model, "cushioncache", r.prefix);
   a.info["search"] = {{"options", to_json(options)}, {"result", without_wall_times(to_json(r))}};
@@ -53,7 +53,7 @@ void calibrate_artifact_ranges(const ModelFactory& load, const Tokenizer& tokeni
   artifact.info["recipe"] = to_json(recipe);
   if (!(recipe.activations.enabled() && recipe.activations.mode == RangeMode::kStatic) && !recipe.smoothquant) return;
   auto model = load();
-  const std::int64_t room = model->config().max_position_embeddings - artifact.prefix.length();
+  const std::int64_t room = room_after_prefix(model->config().max_position_embeddings, artifact.prefix.length());
   const CalibrationSet calibration = build_calibration_set(tokenizer, recipe.calibration, room, BosPolicy::kNo);
   QuantizedModel quantized(*model, recipe, &calibration, &artifact.prefix);
   artifact.ranges = quantized.ranges();
@@ -61,18 +61,18 @@ void calibrate_artifact_ranges(const ModelFactory& load, const Tokenizer& tokeni
 }
 
 Artifact tune_prefix_artifact(const ModelFactory& load, const Tokenizer& tokenizer, const Artifact& start, const QuantRecipe& recipe,
-                              const TuningOptions& options, bool resume, TuningResult* result) {
+                              const TuningOptions& options, const RunContext& context, TuningResult* result) {
   if (recipe.smoothquant)
     throw_error(ErrorKind::kUnsupported, "tuning behind a SmoothQuant recipe ('{}'): the tuned values would be in the smoothed basis; "
                 "tune with the recipe without smoothquant", recipe.name);
   auto model = load();
   Artifact bound = start;
   bind_artifact(bound, *model, "the prefix to tune");
-  const std::int64_t room = model->config().max_position_embeddings - bound.prefix.length();
+  const std::int64_t room = room_after_prefix(model->config().max_position_embeddings, bound.prefix.length());
   const CalibrationSet calibration = build_calibration_set(tokenizer, recipe.calibration, room, BosPolicy::kNo);
   QuantizedModel quantized(*model, recipe, &calibration, &bound.prefix);
-  QuantAwarePrefixTuner tuner(*model, tokenizer, options);
-  const TuningResult r = tuner.tune(*quantized.prefix(), resume);
+  QuantAwarePrefixTuner tuner(*model, tokenizer, options, context);
+  const TuningResult r = tuner.tune(*quantized.prefix());
   log::info("tuning: loss {:.5f} -> {:.5f} over {} steps ({:.1f} s)", r.loss_before, r.loss_after, r.log.size(), r.seconds);
 
   Artifact tuned;

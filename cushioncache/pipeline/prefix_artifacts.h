@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cushioncache/artifact/artifact.h"
+#include "cushioncache/distributed/run_context.h"
 #include "cushioncache/pipeline/quantized_eval.h"
 #include "cushioncache/quant/recipe.h"
 #include "cushioncache/search/baselines.h"
@@ -15,10 +16,10 @@
 
 namespace cushioncache {
 
-// Runs (or resumes) the search on the float model; the artifact holds the searched tokens
-// and their KV, and the search record in info["search"].
-Artifact search_prefix_artifact(CausalLM& float_model, const Tokenizer& tokenizer, const SearchOptions& options, bool resume,
-                                SearchResult* result = nullptr);
+// Runs (or, with context.resume, resumes) the search on the float model; the artifact
+// holds the searched tokens and their KV, and the search record in info["search"].
+Artifact search_prefix_artifact(CausalLM& float_model, const Tokenizer& tokenizer, const SearchOptions& options,
+                                const RunContext& context = {}, SearchResult* result = nullptr);
 
 // "bos" or "prefixquant" (built on the float model in seconds).
 Artifact baseline_artifact(CausalLM& float_model, const Tokenizer& tokenizer, const std::string& kind,
@@ -30,8 +31,9 @@ void calibrate_artifact_ranges(const ModelFactory& load, const Tokenizer& tokeni
 
 // Tunes the artifact's prefix against the model quantized by `recipe` (ranges calibrated
 // with the starting prefix, kept constant), then recalibrates the ranges with the tuned
-// prefix. The result is kind "cushioncache" with info["tuning"].
+// prefix. The result is kind "cushioncache" with info["tuning"]. The context's state
+// file is the tuning checkpoint.
 Artifact tune_prefix_artifact(const ModelFactory& load, const Tokenizer& tokenizer, const Artifact& start, const QuantRecipe& recipe,
-                              const TuningOptions& options, bool resume, TuningResult* result = nullptr);
+                              const TuningOptions& options, const RunContext& context = {}, TuningResult* result = nullptr);
 
 }  // namespace cushioncache

@@ -38,10 +38,11 @@ VariantQuantizer::Applied VariantQuantizer::apply(CausalLM& model, const QuantRe
     const BosPolicy bos = float_prefix != nullptr ? BosPolicy::kNo : BosPolicy::kAuto;
     // The windows and what counts in them; not the observation order, which uses the same set.
     const CalibrationOptions& c = recipe.calibration;
-    const std::string key = fmt::format("{}|{}|{}|{}|{}", c.data, c.samples, c.seq_len, c.seed, c.include_bos);
+    const std::string key = fmt::format("{}|{}", to_json(c.windows).dump(), c.include_bos);
     auto it = calibrations_.find(key);
     if (it == calibrations_.end()) {
-      const std::int64_t room = model.config().max_position_embeddings - (float_prefix != nullptr ? float_prefix->length() : 0);
+      const std::int64_t room =
+          room_after_prefix(model.config().max_position_embeddings, float_prefix != nullptr ? float_prefix->length() : 0);
       it = calibrations_.emplace(key, build_calibration_set(tokenizer_, recipe.calibration, room, bos)).first;
     }
     calibration = &it->second;
@@ -68,8 +69,8 @@ std::vector<VariantResult> evaluate_variants(const ModelFactory& load_model, con
     }
     QuantRecipe recipe = load_recipe(v);
     if (plan.calibration_include_bos) recipe.calibration.include_bos = *plan.calibration_include_bos;
-    if (plan.calibration_samples) recipe.calibration.samples = *plan.calibration_samples;
-    if (plan.calibration_seq_len) recipe.calibration.seq_len = *plan.calibration_seq_len;
+    if (plan.calibration_samples) recipe.calibration.windows.samples = *plan.calibration_samples;
+    if (plan.calibration_seq_len) recipe.calibration.windows.seq_len = *plan.calibration_seq_len;
     recipes.emplace_back(std::move(recipe));
   }
 

@@ -2,7 +2,7 @@
 // without a prefix -> baseline prefixes -> prefix search -> quantization-aware tuning ->
 // ranges recalibrated with the prefix -> evaluation -> report.md, results.json, the
 // inspect plots before/after and the resolved config, all in one output folder. The
-// search and the tuning resume (--resume) from their state files in that folder.
+// search and the tuning resume (resume = true) from their state files in that folder.
 #pragma once
 
 #include <filesystem>

@@ -87,18 +87,23 @@ Field value_field(std::string key, Member member, std::string help, std::string 
           [member](const RunConfig& c) { return nlohmann::json(member(const_cast<RunConfig&>(c))); }};
 }
 
-// A string member that is one of `choices`.
-template <typename Member>
-Field choice_field(std::string key, Member member, std::vector<std::string> choices, std::string help, std::string example) {
+// An enum member, named in YAML by one of `choices`.
+template <typename E, typename Member>
+Field choice_field(std::string key, Member member, std::vector<std::pair<std::string, E>> choices, std::string help, std::string example) {
   std::string requirement = "one of ";
-  for (std::size_t i = 0; i < choices.size(); ++i) requirement += (i ? ", " : "") + choices[i];
+  for (std::size_t i = 0; i < choices.size(); ++i) requirement += (i ? ", " : "") + choices[i].first;
   return {std::move(key), std::move(help), std::move(example), "bogus",
           [member, choices, requirement](RunConfig& c, const FieldValue& v) {
             const std::string value = scalar<std::string>(v);
-            if (std::find(choices.begin(), choices.end(), value) == choices.end()) reject(v, requirement);
-            member(c) = value;
+            const auto chosen = std::find_if(choices.begin(), choices.end(), [&](const auto& choice) { return choice.first == value; });
+            if (chosen == choices.end()) reject(v, requirement);
+            member(c) = chosen->second;
           },
-          [member](const RunConfig& c) { return nlohmann::json(member(const_cast<RunConfig&>(c))); }};
+          [member, choices](const RunConfig& c) {
+            const E value = member(const_cast<RunConfig&>(c));
+            const auto chosen = std::find_if(choices.begin(), choices.end(), [&](const auto& choice) { return choice.second == value; });
+            return nlohmann::json(chosen->first);
+          }};
 }
 
 // A string member that a library parser accepts (a device, a dtype, a recipe): its own
@@ -201,7 +206,7 @@ const std::vector<Field>& fields() {
     f.push_back(parsed_text("quant", [](RunConfig& c) -> auto& { return c.quant; }, [](const std::string& v) { (void)load_recipe(v); },
                             "the recipe the prefixes are searched, tuned and judged under (preset or .yaml)", "w8a8-per-tensor-dynamic",
                             "bogus-recipe"));
-    f.push_back(choice_field("exec", [](RunConfig& c) -> auto& { return c.exec; }, {"fake", "int8"},
+    f.push_back(choice_field<Execution>("exec", [](RunConfig& c) -> auto& { return c.exec; }, {{"fake", Execution::kFake}, {"int8", Execution::kInt8}},
                              "fake: fake quantization; int8: the quantized rows run on the INT8 kernels", "int8"));
     f.push_back({"also_quant", "more recipes every prefix is evaluated under (a column each in Table 1)", "[w8a8-per-token-dynamic]", "[float]",
                  [](RunConfig& c, const FieldValue& v) {
@@ -234,7 +239,7 @@ const std::vector<Field>& fields() {
     f.push_back(list_field<std::string>("eval.ppl", [](RunConfig& c) -> auto& { return c.eval.corpora; },
                                         "perplexity corpora: wikitext2, c4 or text/JSONL paths", "[wikitext2, c4]"));
     f.push_back(list_field<std::string>("eval.tasks", [](RunConfig& c) -> auto& { return c.eval.tasks; },
-                                        "zero-shot tasks (see `eval --tasks`)", "[piqa]"));
+                                        "zero-shot tasks: lambada, hellaswag, piqa, winogrande, openbookqa, copa, arc_easy, boolq, NAME=FILE, mc:FILE (eval: also all)", "[piqa]"));
     f.push_back(value_field<std::int64_t>("eval.seq_len", [](RunConfig& c) -> auto& { return c.eval.seq_len; },
                                           "perplexity window (0: min(2048, the model's context))", "128", &non_negative, ">= 0 (0: the model's context)", "-1"));
     f.push_back(value_field<std::int64_t>("eval.max_windows", [](RunConfig& c) -> auto& { return c.eval.max_windows; },
@@ -248,13 +253,13 @@ const std::vector<Field>& fields() {
 
     f.push_back(value_field<double>("prefixquant.threshold", [](RunConfig& c) -> auto& { return c.prefixquant.threshold; },
                                     "PrefixQuant baseline: a token is an outlier above this many times the median", "32", &positive_real, "> 0", "0"));
-    f.push_back(value_field<std::string>("prefixquant.data", [](RunConfig& c) -> auto& { return c.prefixquant.data; },
+    f.push_back(value_field<std::string>("prefixquant.data", [](RunConfig& c) -> auto& { return c.prefixquant.windows.data; },
                                          "PrefixQuant baseline: the text it counts outliers on", "wikitext2"));
-    f.push_back(value_field<std::int64_t>("prefixquant.samples", [](RunConfig& c) -> auto& { return c.prefixquant.samples; },
+    f.push_back(value_field<std::int64_t>("prefixquant.samples", [](RunConfig& c) -> auto& { return c.prefixquant.windows.samples; },
                                           "PrefixQuant baseline: windows", "4", &positive, ">= 1", "0"));
-    f.push_back(value_field<std::int64_t>("prefixquant.seq_len", [](RunConfig& c) -> auto& { return c.prefixquant.seq_len; },
+    f.push_back(value_field<std::int64_t>("prefixquant.seq_len", [](RunConfig& c) -> auto& { return c.prefixquant.windows.seq_len; },
                                           "PrefixQuant baseline: tokens per window", "64", &at_least_two, ">= 2", "1"));
-    f.push_back(value_field<std::uint64_t>("prefixquant.seed", [](RunConfig& c) -> auto& { return c.prefixquant.seed; },
+    f.push_back(value_field<std::uint64_t>("prefixquant.seed", [](RunConfig& c) -> auto& { return c.prefixquant.windows.seed; },
                                            "PrefixQuant baseline: the windows' seed", "7"));
     f.push_back(value_field<std::int64_t>("prefixquant.max_tokens", [](RunConfig& c) -> auto& { return c.prefixquant.max_tokens; },
                                           "PrefixQuant baseline: outlier tokens at most (BOS not counted)", "2", &positive, ">= 1", "0"));
@@ -263,15 +268,22 @@ const std::vector<Field>& fields() {
                  [](RunConfig& c, const FieldValue& v) {
                    if (v.node.IsSequence()) {
                      c.search.seed_prefix = list<std::int64_t>(v);
-                     c.search_seed = "tokens";
+                     c.search_seed = SearchSeed::kTokens;
                      return;
                    }
                    const std::string seed = scalar<std::string>(v);
                    if (seed != "bos" && seed != "none") reject(v, "bos, none or a list of token ids");
-                   c.search_seed = seed;
+                   c.search_seed = seed == "bos" ? SearchSeed::kBos : SearchSeed::kNone;
                    c.search.seed_prefix.clear();
                  },
-                 [](const RunConfig& c) { return c.search_seed == "tokens" ? nlohmann::json(c.search.seed_prefix) : nlohmann::json(c.search_seed); }});
+                 [](const RunConfig& c) {
+                   switch (c.search_seed) {
+                     case SearchSeed::kBos: return nlohmann::json("bos");
+                     case SearchSeed::kNone: return nlohmann::json("none");
+                     case SearchSeed::kTokens: break;
+                   }
+                   return nlohmann::json(c.search.seed_prefix);
+                 }});
     f.push_back(value_field<std::int64_t>("search.max_length", [](RunConfig& c) -> auto& { return c.search.max_length; },
                                           "prefix length at most, seed included", "4", &positive, ">= 1", "0"));
     f.push_back(value_field<double>("search.tau", [](RunConfig& c) -> auto& { return c.search.tau; },
@@ -298,13 +310,13 @@ const std::vector<Field>& fields() {
                  [](const RunConfig& c) { return nlohmann::json(c.search.candidates); }});
     f.push_back(value_field<std::int64_t>("search.candidates.frequent", [](RunConfig& c) -> auto& { return frequent(c).count; },
                                           "candidates: the N most frequent tokens of sampled text (+ delimiters)", "64", &positive, ">= 1", "0"));
-    f.push_back(value_field<std::string>("search.candidates.data", [](RunConfig& c) -> auto& { return frequent(c).data; },
+    f.push_back(value_field<std::string>("search.candidates.data", [](RunConfig& c) -> auto& { return frequent(c).text.data; },
                                          "candidates: the text they are counted on", "wikitext2"));
-    f.push_back(value_field<std::int64_t>("search.candidates.samples", [](RunConfig& c) -> auto& { return frequent(c).samples; },
+    f.push_back(value_field<std::int64_t>("search.candidates.samples", [](RunConfig& c) -> auto& { return frequent(c).text.samples; },
                                           "candidates: windows sampled", "8", &positive, ">= 1", "0"));
-    f.push_back(value_field<std::int64_t>("search.candidates.seq_len", [](RunConfig& c) -> auto& { return frequent(c).seq_len; },
+    f.push_back(value_field<std::int64_t>("search.candidates.seq_len", [](RunConfig& c) -> auto& { return frequent(c).text.seq_len; },
                                           "candidates: tokens per window", "128", &at_least_two, ">= 2", "1"));
-    f.push_back(value_field<std::uint64_t>("search.candidates.seed", [](RunConfig& c) -> auto& { return frequent(c).seed; },
+    f.push_back(value_field<std::uint64_t>("search.candidates.seed", [](RunConfig& c) -> auto& { return frequent(c).text.seed; },
                                            "candidates: the windows' seed", "3"));
     f.push_back(value_field<bool>("search.candidates.delimiters", [](RunConfig& c) -> auto& { return frequent(c).delimiters; },
                                   "candidates: add the delimiter tokens", "false"));
@@ -319,30 +331,35 @@ const std::vector<Field>& fields() {
                                           &positive, ">= 1", "0"));
     f.push_back(value_field<std::int64_t>("tuning.batch_size", [](RunConfig& c) -> auto& { return c.tuning.batch_size; }, "windows per step", "2",
                                           &positive, ">= 1", "0"));
-    f.push_back(value_field<std::int64_t>("tuning.seq_len", [](RunConfig& c) -> auto& { return c.tuning.seq_len; },
+    f.push_back(value_field<std::int64_t>("tuning.seq_len", [](RunConfig& c) -> auto& { return c.tuning.windows.seq_len; },
                                           "tokens per window (capped by the context after the prefix)", "128", &at_least_two, ">= 2", "1"));
-    f.push_back(value_field<std::int64_t>("tuning.samples", [](RunConfig& c) -> auto& { return c.tuning.samples; }, "training windows", "8",
+    f.push_back(value_field<std::int64_t>("tuning.samples", [](RunConfig& c) -> auto& { return c.tuning.windows.samples; }, "training windows", "8",
                                           &positive, ">= 1", "0"));
-    f.push_back(value_field<std::string>("tuning.data", [](RunConfig& c) -> auto& { return c.tuning.data; }, "the training text", "wikitext2"));
-    f.push_back(value_field<std::uint64_t>("tuning.seed", [](RunConfig& c) -> auto& { return c.tuning.seed; }, "the windows' seed", "4"));
+    f.push_back(value_field<std::string>("tuning.data", [](RunConfig& c) -> auto& { return c.tuning.windows.data; }, "the training text", "wikitext2"));
+    f.push_back(value_field<std::uint64_t>("tuning.seed", [](RunConfig& c) -> auto& { return c.tuning.windows.seed; }, "the windows' seed", "4"));
     f.push_back(value_field<double>("tuning.grad_clip", [](RunConfig& c) -> auto& { return c.tuning.grad_clip; },
                                     "clip the global gradient norm (0: off)", "0.5", &non_negative_real, ">= 0 (0: off)", "-1"));
+    f.push_back(value_field<std::int64_t>("tuning.checkpoint_every", [](RunConfig& c) -> auto& { return c.tuning.checkpoint_every; },
+                                          "steps between tuning checkpoints (also saved when stopped and at the end)", "5", &positive,
+                                          ">= 1", "0"));
     add_objective_fields(f, "tuning.quant_error", [](RunConfig& c) -> ObjectiveOptions& { return c.tuning.quant_error; },
                          "the tuning loss's quantization error");
 
-    f.push_back(choice_field("calibration.include_bos", [](RunConfig& c) -> auto& { return c.calibration_include_bos; },
-                             {"recipe", "true", "false", "both"},
+    f.push_back(choice_field<CalibrationBos>("calibration.include_bos", [](RunConfig& c) -> auto& { return c.calibration_include_bos; },
+                             {{"recipe", CalibrationBos::kRecipe}, {"true", CalibrationBos::kCounted},
+                              {"false", CalibrationBos::kNotCounted}, {"both", CalibrationBos::kBoth}},
                              "count the calibration windows' BOS in the ranges: recipe, true, false, or both (two rows)", "both"));
     f.push_back(optional_count("calibration.samples", [](RunConfig& c) -> auto& { return c.calibration_samples; }, 1,
                                "calibration windows, for every recipe (default: the recipe's)", "16"));
     f.push_back(optional_count("calibration.seq_len", [](RunConfig& c) -> auto& { return c.calibration_seq_len; }, 2,
                                "calibration tokens per window, for every recipe (default: the recipe's)", "128"));
 
-    f.push_back(value_field<std::int64_t>("inspect.samples", [](RunConfig& c) -> auto& { return c.inspect_samples; },
+    f.push_back(value_field<std::int64_t>("inspect.samples", [](RunConfig& c) -> auto& { return c.inspect.samples; },
                                           "windows the before/after plots are drawn from", "2", &positive, ">= 1", "0"));
-    f.push_back(value_field<std::int64_t>("inspect.seq_len", [](RunConfig& c) -> auto& { return c.inspect_seq_len; },
+    f.push_back(value_field<std::int64_t>("inspect.seq_len", [](RunConfig& c) -> auto& { return c.inspect.seq_len; },
                                           "tokens per window of the plots", "64", &at_least_two, ">= 2", "1"));
-    f.push_back(value_field<std::string>("inspect.data", [](RunConfig& c) -> auto& { return c.inspect_data; }, "the plots' text", "c4"));
+    f.push_back(value_field<std::string>("inspect.data", [](RunConfig& c) -> auto& { return c.inspect.data; }, "the plots' text", "c4"));
+    f.push_back(value_field<std::uint64_t>("inspect.seed", [](RunConfig& c) -> auto& { return c.inspect.seed; }, "the plots' windows' seed", "3"));
     // The optional sections' fields exist in the resolved config only when given.
     for (Field& field : f) {
       if (field.key.rfind("planted_sink.", 0) == 0) field.present = [](const RunConfig& c) { return c.planted_sink.has_value(); };
@@ -406,12 +423,8 @@ YAML::Node without_marks(const YAML::Node& node) {
   return out;
 }
 
-void apply_override(RunConfig& c, const std::string& text, Applied& applied) {
-  const auto equals = text.find('=');
-  if (equals == std::string::npos || equals == 0)
-    throw_error(ErrorKind::kInvalidConfig, "override '{}': expected KEY=VALUE (e.g. search.tau=0.3)", text);
-  const std::string key = text.substr(0, equals), value = text.substr(equals + 1);
-  const std::string source = "override " + key;
+// `value` (YAML text) for `key`, its errors naming `source`.
+void apply_text(RunConfig& c, const std::string& key, const std::string& value, const std::string& source, Applied& applied) {
   if (find_field(key) == nullptr && !is_section(key)) throw_error(ErrorKind::kInvalidConfig, "{}: unknown key '{}'", source, key);
   YAML::Node node;
   try {
@@ -419,8 +432,16 @@ void apply_override(RunConfig& c, const std::string& text, Applied& applied) {
   } catch (const YAML::Exception& e) {
     throw_error(ErrorKind::kInvalidConfig, "{}: '{}' is not a YAML value: {}", source, value, e.msg);
   }
-  if (node.IsNull()) throw_error(ErrorKind::kInvalidConfig, "{}: no value after '='", source);
+  if (node.IsNull()) throw_error(ErrorKind::kInvalidConfig, "{}: no value", source);
   apply(c, FieldValue{node, source, key}, applied);
+}
+
+void apply_override(RunConfig& c, const std::string& text, Applied& applied) {
+  const auto equals = text.find('=');
+  if (equals == std::string::npos || equals == 0)
+    throw_error(ErrorKind::kInvalidConfig, "override '{}': expected KEY=VALUE (e.g. search.tau=0.3)", text);
+  const std::string key = text.substr(0, equals);
+  apply_text(c, key, text.substr(equals + 1), "override " + key, applied);
 }
 
 // The checks that span fields, after every value is in.
@@ -439,7 +460,7 @@ void check_across_fields(const RunConfig& c, const std::string& path, const Appl
       throw_error(ErrorKind::kInvalidConfig, "{}: 'also_quant' repeats '{}' (or names 'quant' again)", where("also_quant"), name);
     recipes.push_back(name);
   }
-  if (c.exec != "int8") return;
+  if (c.exec != Execution::kInt8) return;
   for (const auto& name : recipes) {
     const QuantRecipe recipe = load_recipe(name);
     // Before any work: a recipe the INT8 kernels cannot run would fail hours in.
@@ -486,6 +507,18 @@ nlohmann::json to_json(const RunConfig& c) {
   for (const Field& f : fields())
     if (f.present == nullptr || f.present(c)) set_json(j, f.key, f.get(c));
   return j;
+}
+
+void set_run_config_value(RunConfig& config, const std::string& key, const std::string& value, const std::string& source) {
+  Applied applied;
+  apply_text(config, key, value, source, applied);
+}
+
+nlohmann::json run_config_value(const RunConfig& config, const std::string& key) {
+  const Field* field = find_field(key);
+  if (field == nullptr) throw_error(ErrorKind::kInvalidArgument, "unknown run-config key '{}'", key);
+  if (field->present != nullptr && !field->present(config)) return nullptr;  // an optional section not given
+  return field->get(config);
 }
 
 std::vector<RunConfigSetting> run_config_settings() {

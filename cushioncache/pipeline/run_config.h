@@ -17,16 +17,38 @@
 #include "cushioncache/search/baselines.h"
 #include "cushioncache/search/candidates.h"
 #include "cushioncache/search/prefix_searcher.h"
+#include "cushioncache/tokenizer/text_windows.h"
 #include "cushioncache/tune/prefix_tuner.h"
 
 namespace cushioncache {
+
+// exec: how the quantized evaluation rows run.
+enum class Execution {
+  kFake,  // "fake": fake quantization in float
+  kInt8,  // "int8": the linears on the INT8 kernels
+};
+
+// search.seed_prefix: what the search starts from.
+enum class SearchSeed {
+  kBos,     // "bos": the tokenizer's BOS
+  kNone,    // "none": nothing
+  kTokens,  // a list of token ids (in SearchOptions::seed_prefix)
+};
+
+// calibration.include_bos: whether the BOS that starts each calibration window counts.
+enum class CalibrationBos {
+  kRecipe,      // "recipe": what each recipe says
+  kCounted,     // "true": counted, overriding every recipe
+  kNotCounted,  // "false": not counted, overriding every recipe
+  kBoth,        // "both": the no-prefix quantized row twice, counted and not (behind a prefix there is none)
+};
 
 struct RunConfig {
   std::string name;
   std::string model, tokenizer;  // "$data/..." is the shared data folder
   std::string device = "cpu", dtype = "auto";
   std::string quant = "w8a8-per-tensor-static";  // the recipe the prefixes are judged under
-  std::string exec = "fake";  // "int8": quantized evaluation rows run on the INT8 kernels
+  Execution exec = Execution::kFake;
   // also_quant: more recipes every prefix is evaluated under (the paper's Table 1 has a
   // column per recipe); the prefixes are still searched and tuned under `quant`.
   std::vector<std::string> also_quant;
@@ -35,18 +57,14 @@ struct RunConfig {
   std::vector<std::string> baselines = {"bos", "prefixquant"};
   PrefixQuantOptions prefixquant;
   SearchOptions search;
-  std::string search_seed = "bos";  // "bos", "none", or "tokens" (the ids in search.seed_prefix)
+  SearchSeed search_seed = SearchSeed::kBos;
   // search.candidates: {frequent: N, ...} restricts the search to a subset chosen with the
   // tokenizer at run time (a list of ids goes to search.candidates directly).
   std::optional<FrequentCandidates> frequent_candidates;
   bool tuning_enabled = true;
   TuningOptions tuning;
-  std::int64_t inspect_samples = 4, inspect_seq_len = 256;
-  std::string inspect_data = "wikitext2";
-  // calibration.include_bos: "recipe" (what the recipe says), "true", "false" (override
-  // the recipe everywhere), or "both": the no-prefix quantized row twice, with the BOS of
-  // the calibration windows counted and not counted (behind a prefix there is none).
-  std::string calibration_include_bos = "recipe";
+  TextWindows inspect{"wikitext2", 4, 256, 0};  // the before/after plots' text
+  CalibrationBos calibration_include_bos = CalibrationBos::kRecipe;
   // calibration.samples / seq_len: override the recipe's calibration size everywhere.
   std::optional<std::int64_t> calibration_samples, calibration_seq_len;
 };
@@ -63,5 +81,13 @@ struct RunConfigSetting {
   std::string key, help, example, out_of_range;
 };
 std::vector<RunConfigSetting> run_config_settings();
+
+// One setting from elsewhere, e.g. a command-line flag: `value` read as YAML (as an
+// override is) and checked by the same field, errors naming `source` ("--tau: 'search.tau'
+// must be in (0, 1], got 0"). The checks across fields are the caller's.
+void set_run_config_value(RunConfig& config, const std::string& key, const std::string& value, const std::string& source);
+// A setting's value in `config`, as config.resolved.json writes it (null for a setting of
+// an optional section that `config` does not have).
+nlohmann::json run_config_value(const RunConfig& config, const std::string& key);
 
 }  // namespace cushioncache

@@ -1,6 +1,6 @@
 // Calibration data for static ranges and SmoothQuant: token windows sampled from a text
-// corpus (GPTQ-style: a random document long enough, a random window in it, seeded), and
-// the loop that runs them through a model while hooks observe.
+// corpus (tokenizer/text_windows.h), and the loop that runs them through a model while
+// hooks observe.
 #pragma once
 
 #include <cstdint>
@@ -21,13 +21,9 @@ struct CalibrationSet {
   std::string description;  // for reports
 };
 
-// options.samples windows of min(options.seq_len, max_seq_len) tokens. With BOS (the
-// policy decides; use kNo when a prefix will stand before the windows) the window is BOS
-// followed by seq_len - 1 text tokens, the BOS counted or not as options.include_bos
-// says. Documents shorter than a window are skipped; if none is long enough, windows come
-// from the documents concatenated.
-CalibrationSet build_calibration_set(const Tokenizer& tokenizer, const CalibrationOptions& options, std::int64_t max_seq_len,
-                                     BosPolicy bos);
+// The windows of options.windows (sample_text_windows) in `room` tokens
+// (room_after_prefix), a leading BOS counted or not as options.include_bos says.
+CalibrationSet build_calibration_set(const Tokenizer& tokenizer, const CalibrationOptions& options, std::int64_t room, BosPolicy bos);
 
 // Runs every sequence through the model (no autograd, batches of batch_size), behind the
 // prefix when given, its uncounted leading positions marked as prefix tokens, showing

@@ -52,6 +52,7 @@ QuantizedModel::QuantizedModel(CausalLM& model, QuantRecipe recipe, const Calibr
 
   if (recipe_.smoothquant) {
     const auto absmax = collect_channel_absmax(model, *calibration, float_prefix, recipe_.smoothquant->sites);
+    float_value_basis_ = model.value_basis();
     const auto scales = apply_smoothquant(model, absmax, recipe_.smoothquant->alpha);
     for (const auto& [key, s] : scales)
       if (key.second == Site::kOProjInput) {
@@ -110,7 +111,12 @@ QuantizedModel::QuantizedModel(CausalLM& model, QuantRecipe recipe, const Calibr
 QuantizedModel::~QuantizedModel() = default;
 
 KVCache QuantizedModel::adapt_prefix(const KVCache& float_prefix) const {
+  if (value_scales_.empty()) return float_prefix;
+  if (float_prefix.value_basis != float_value_basis_)
+    throw_error(ErrorKind::kMismatch, "adapt_prefix takes a prefix computed by the model before SmoothQuant folded its scales; this one "
+                "is in another basis (adapted already?)");
   KVCache out = float_prefix;
+  out.value_basis = model_.value_basis();
   for (const auto& [layer, s] : value_scales_) {
     LayerKV& kv = out.layers.at(static_cast<std::size_t>(layer));
     // value: [B, kv_heads, P, D]; the scale is per (kv head, d).

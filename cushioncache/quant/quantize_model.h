@@ -39,8 +39,10 @@ class QuantizedModel {
 
   // The prefix to place before inputs of this model (nullptr without one). SmoothQuant
   // divides v_proj's rows by the o_proj scales, so the cached values are divided alike;
-  // keys and everything else are unchanged.
+  // keys and everything else are unchanged. The model then refuses the float prefix
+  // (CausalLM::value_basis), so the stale one cannot be used by mistake.
   const KVCache* prefix() const { return prefix_.empty() ? nullptr : &prefix_; }
+  // Another float prefix (computed before this object smoothed the model) adapted alike.
   KVCache adapt_prefix(const KVCache& float_prefix) const;
   std::size_t activation_quantizer_count() const;
   // The activation quantizer at (layer, site), or nullptr.
@@ -67,6 +69,7 @@ class QuantizedModel {
   QuantRecipe recipe_;
   std::map<int, at::Tensor> value_scales_;  // layer -> o_proj smoothing scale per value channel
   std::int64_t head_dim_ = 0;
+  std::uint64_t float_value_basis_ = 0;  // the model's value basis before the folding
   KVCache prefix_;
   std::shared_ptr<QuantizationHook> hook_;
   HookHandle handle_;

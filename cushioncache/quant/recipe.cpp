@@ -88,10 +88,10 @@ QuantRecipe recipe_from_yaml(const std::string& path) {
   }
   if (YAML::Node cal = f.child("calibration"); cal && !cal.IsNull()) {
     YamlFields c(cal, path, "calibration");
-    if (auto d = c.optional<std::string>("data")) r.calibration.data = *d;
-    if (auto n = c.optional<std::int64_t>("samples", at_least(1), ">= 1")) r.calibration.samples = *n;
-    if (auto t = c.optional<std::int64_t>("seq_len", at_least(2), ">= 2")) r.calibration.seq_len = *t;
-    if (auto seed = c.optional<std::uint64_t>("seed")) r.calibration.seed = *seed;
+    if (auto d = c.optional<std::string>("data")) r.calibration.windows.data = *d;
+    if (auto n = c.optional<std::int64_t>("samples", at_least(1), ">= 1")) r.calibration.windows.samples = *n;
+    if (auto t = c.optional<std::int64_t>("seq_len", at_least(2), ">= 2")) r.calibration.windows.seq_len = *t;
+    if (auto seed = c.optional<std::uint64_t>("seed")) r.calibration.windows.seed = *seed;
     if (auto bos = c.optional<bool>("include_bos")) r.calibration.include_bos = *bos;
     if (auto weights = c.optional<std::string>("weights")) {
       if (*weights == "float") r.calibration.weights = CalibrationWeights::kFloat;
@@ -168,7 +168,7 @@ void QuantRecipe::validate() const {
     for (Site s : smoothquant->sites)
       if (s != Site::kAttnInput && s != Site::kOProjInput && s != Site::kMlpInput && s != Site::kDownProjInput)
         throw_error(ErrorKind::kInvalidConfig, "recipe '{}': SmoothQuant cannot smooth site {} (only linear inputs)", name, site_name(s));
-  if (calibration.samples < 1 || calibration.seq_len < 2)
+  if (calibration.windows.samples < 1 || calibration.windows.seq_len < 2)
     throw_error(ErrorKind::kInvalidConfig, "recipe '{}': calibration needs samples >= 1 and seq_len >= 2", name);
   const auto kinds = quantizer_kinds();
   if (std::find(kinds.begin(), kinds.end(), quantizer) == kinds.end()) {
@@ -212,11 +212,8 @@ nlohmann::json to_json(const QuantRecipe& r) {
     j["smoothquant"] = {{"alpha", r.smoothquant->alpha}, {"sites", named == "custom" ? sites : nlohmann::json(named)}};
   }
   if (r.needs_calibration()) {
-    j["calibration"] = {{"data", r.calibration.data},
-                        {"samples", r.calibration.samples},
-                        {"seq_len", r.calibration.seq_len},
-                        {"seed", r.calibration.seed},
-                        {"include_bos", r.calibration.include_bos}};
+    j["calibration"] = to_json(r.calibration.windows);
+    j["calibration"]["include_bos"] = r.calibration.include_bos;
     if (r.activations.enabled() && r.activations.mode == RangeMode::kStatic)
       j["calibration"]["weights"] = calibration_weights_name(r.calibration.weights);
   }
@@ -262,13 +259,13 @@ std::vector<RecipeDefinition> recipe_definitions(const QuantRecipe& r) {
     RecipeDefinition d{"calibration data", "none (dynamic ranges, no SmoothQuant)", "WikiText-2 train split",
                        "the Pile validation set: 512 documents, up to 512 tokens each"};
     if (r.needs_calibration()) {
-      d.ours = fmt::format("{}: {} windows of {} tokens (seed {}){}", r.calibration.data, r.calibration.samples, r.calibration.seq_len,
-                           r.calibration.seed,
-                           r.calibration.data == "c4"          ? "; the shared data has no WikiText-2 train split"
-                           : r.calibration.data == "wikitext2" ? "; WikiText-2's test split, the text evaluated"
+      d.ours = fmt::format("{}: {} windows of {} tokens (seed {}){}", r.calibration.windows.data, r.calibration.windows.samples, r.calibration.windows.seq_len,
+                           r.calibration.windows.seed,
+                           r.calibration.windows.data == "c4"          ? "; the shared data has no WikiText-2 train split"
+                           : r.calibration.windows.data == "wikitext2" ? "; WikiText-2's test split, the text evaluated"
                                                                : "");
       // The named corpora are known not to be WikiText-2's train split; a path may be it.
-      d.differs_from_paper = r.calibration.data == "c4" || r.calibration.data == "wikitext2";
+      d.differs_from_paper = r.calibration.windows.data == "c4" || r.calibration.windows.data == "wikitext2";
     }
     rows.push_back(d);
   }

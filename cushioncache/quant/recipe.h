@@ -13,6 +13,7 @@
 
 #include "cushioncache/model/sites.h"
 #include "cushioncache/quant/spec.h"
+#include "cushioncache/tokenizer/text_windows.h"
 
 namespace cushioncache {
 
@@ -43,10 +44,7 @@ enum class CalibrationWeights {
 const char* calibration_weights_name(CalibrationWeights weights);  // "float" | "quantized"
 
 struct CalibrationOptions {
-  std::string data = "c4";  // a corpus name or path (io/corpus.h)
-  std::int64_t samples = 128;
-  std::int64_t seq_len = 512;  // capped by the model's context
-  std::uint64_t seed = 0;
+  TextWindows windows;  // c4, 128 x 512 tokens, seed 0
   // Whether the BOS that starts each window (when the tokenizer puts one first, as it
   // does for evaluated text) counts toward static ranges and SmoothQuant's maxima. Either
   // way it stays in the window, so the text after it reads as in evaluation; false

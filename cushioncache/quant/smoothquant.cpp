@@ -96,6 +96,10 @@ std::map<SiteKey, at::Tensor> apply_smoothquant(CausalLM& model, const std::map<
       consumer->weight = (consumer->weight.to(at::kFloat) * s.unsqueeze(0)).to(consumer->weight.scalar_type());
     scales[{p.layer, p.site}] = s;
   }
+  // o_proj's producer is the value projection: every value the model computes from now on
+  // is divided, so caches computed before no longer fit (CausalLM::value_basis).
+  if (std::any_of(scales.begin(), scales.end(), [](const auto& entry) { return entry.first.second == Site::kOProjInput; }))
+    model.change_value_basis();
   // A site the family cannot fold (e.g. the input of a down-projection behind GELU, or
   // any norm output of a post-norm OPT) stays as it is: say so, once per site.
   std::map<Site, int> unfoldable;

@@ -27,7 +27,9 @@ std::map<SiteKey, at::Tensor> collect_channel_absmax(CausalLM& model, const Cali
 
 // Folds the smoothing scales into the model's weights; returns the scale per site. Sites
 // whose family has no producer for them (CausalLM::site_producers) are skipped with a
-// warning.
+// warning. A scale at o_proj's input divides the value projection, so it changes the
+// model's value basis: KV caches computed before are refused (QuantizedModel adapts its
+// prefix).
 std::map<SiteKey, at::Tensor> apply_smoothquant(CausalLM& model, const std::map<SiteKey, at::Tensor>& activation_absmax,
                                                 double alpha);
 

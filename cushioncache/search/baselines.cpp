@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
-#include "cushioncache/quant/calibration.h"
+#include "cushioncache/tokenizer/text_windows.h"
 
 namespace cushioncache {
 namespace {
@@ -40,19 +40,17 @@ std::vector<std::int64_t> bos_prefix_tokens(const Tokenizer& tokenizer) {
 }
 
 nlohmann::json to_json(const PrefixQuantOptions& o) {
-  return {{"threshold", o.threshold}, {"data", o.data}, {"samples", o.samples}, {"seq_len", o.seq_len}, {"seed", o.seed},
-          {"max_tokens", o.max_tokens}};
+  nlohmann::json j = to_json(o.windows);
+  j["threshold"] = o.threshold;
+  j["max_tokens"] = o.max_tokens;
+  return j;
 }
 
 PrefixQuantResult prefixquant_prefix(CausalLM& model, const Tokenizer& tokenizer, const PrefixQuantOptions& options) {
   const auto bos = bos_prefix_tokens(tokenizer);
-  CalibrationOptions data;
-  data.data = options.data;
-  data.samples = options.samples;
-  data.seq_len = options.seq_len;
-  data.seed = options.seed;
   // Ordinary inputs, BOS first: the statistics of the model as users run it.
-  const CalibrationSet set = build_calibration_set(tokenizer, data, model.config().max_position_embeddings, BosPolicy::kYes);
+  const SampledWindows set = sample_text_windows(tokenizer, options.windows, room_after_prefix(model.config().max_position_embeddings, 0),
+                                                 BosPolicy::kYes);
   std::map<std::int64_t, std::int64_t> counts;
   std::int64_t flagged_positions = 0;
   c10::NoGradGuard no_grad;

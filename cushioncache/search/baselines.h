@@ -13,6 +13,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "cushioncache/model/causal_lm.h"
+#include "cushioncache/tokenizer/text_windows.h"
 #include "cushioncache/tokenizer/tokenizer.h"
 
 namespace cushioncache {
@@ -21,10 +22,7 @@ std::vector<std::int64_t> bos_prefix_tokens(const Tokenizer& tokenizer);
 
 struct PrefixQuantOptions {
   double threshold = 64;
-  std::string data = "c4";
-  std::int64_t samples = 16;
-  std::int64_t seq_len = 512;
-  std::uint64_t seed = 0;
+  TextWindows windows{"c4", 16, 512, 0};  // ordinary inputs, BOS first
   std::int64_t max_tokens = 4;  // outlier tokens at most, BOS not counted
 };
 

@@ -7,24 +7,21 @@
 #include <nlohmann/json.hpp>
 
 #include "cushioncache/core/error.h"
-#include "cushioncache/quant/calibration.h"
 
 namespace cushioncache {
 
 nlohmann::json to_json(const FrequentCandidates& o) {
-  return {{"frequent", o.count}, {"data", o.data},   {"samples", o.samples},
-          {"seq_len", o.seq_len}, {"seed", o.seed}, {"delimiters", o.delimiters}};
+  nlohmann::json j = to_json(o.text);
+  j["frequent"] = o.count;
+  j["delimiters"] = o.delimiters;
+  return j;
 }
 
 std::vector<std::int64_t> frequent_token_candidates(const Tokenizer& tokenizer, const FrequentCandidates& options) {
   if (options.count < 0) throw_error(ErrorKind::kInvalidConfig, "the candidate count must be >= 0, got {}", options.count);
-  CalibrationOptions texts;
-  texts.data = options.data;
-  texts.samples = options.samples;
-  texts.seq_len = options.seq_len;
-  texts.seed = options.seed;
   std::map<std::int64_t, std::int64_t> counts;
-  for (const auto& sequence : build_calibration_set(tokenizer, texts, options.seq_len, BosPolicy::kNo).sequences)
+  // Counted without a model, so no context caps the windows.
+  for (const auto& sequence : sample_text_windows(tokenizer, options.text, options.text.seq_len, BosPolicy::kNo).sequences)
     for (std::int64_t t : sequence) ++counts[t];
   std::vector<std::pair<std::int64_t, std::int64_t>> ranked(counts.begin(), counts.end());
   std::sort(ranked.begin(), ranked.end(),

@@ -11,17 +11,16 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "cushioncache/tokenizer/text_windows.h"
 #include "cushioncache/tokenizer/tokenizer.h"
 
 namespace cushioncache {
 
 struct FrequentCandidates {
-  std::int64_t count = 512;   // most frequent non-special tokens of the sampled text
-  std::string data = "c4";    // corpus the text is sampled from (io/corpus.h)
-  std::int64_t samples = 64;  // windows sampled
-  std::int64_t seq_len = 512; // tokens per window
-  std::uint64_t seed = 1;     // not the search's own seed: the subset does not follow its texts
-  bool delimiters = true;     // add the tokens of . , ; : ! ? newlines, spaces, quotes, brackets
+  std::int64_t count = 512;  // most frequent non-special tokens of the sampled text
+  // The text counted; seed 1, not the search's own seed: the subset does not follow its texts.
+  TextWindows text{"c4", 64, 512, 1};
+  bool delimiters = true;    // add the tokens of . , ; : ! ? newlines, spaces, quotes, brackets
 };
 
 nlohmann::json to_json(const FrequentCandidates& options);

@@ -20,7 +20,7 @@
 #include "cushioncache/core/memory_usage.h"
 #include "cushioncache/core/progress.h"
 #include "cushioncache/io/json_file.h"
-#include "cushioncache/quant/calibration.h"
+#include "cushioncache/tokenizer/text_windows.h"
 
 namespace cushioncache {
 namespace {
@@ -117,43 +117,49 @@ nlohmann::json to_json(const SearchResult& r) {
   return {{"prefix", r.prefix}, {"steps", steps}, {"stop_reason", r.stop_reason}, {"seconds", r.seconds}};
 }
 
-PrefixSearcher::PrefixSearcher(CausalLM& model, const Tokenizer& tokenizer, SearchOptions options)
-    : model_(model), tokenizer_(tokenizer), options_(std::move(options)) {
-  if (!(options_.tau > 0 && options_.tau <= 1)) throw_error(ErrorKind::kInvalidConfig, "search tau = {} must be in (0, 1]", options_.tau);
-  if (options_.max_length <= static_cast<std::int64_t>(options_.seed_prefix.size()))
-    throw_error(ErrorKind::kInvalidConfig, "search max_length {} leaves no room after the {}-token seed prefix", options_.max_length,
-                options_.seed_prefix.size());
-  if (options_.text_tokens == 0)
-    options_.text_tokens = std::min<std::int64_t>(512, model_.config().max_position_embeddings - options_.max_length);
-  if (options_.batch_size < 1 || options_.text_tokens < 2)
+SearchOptions resolve_search_options(SearchOptions options, const CausalLM& model, const Tokenizer& tokenizer) {
+  if (!(options.tau > 0 && options.tau <= 1)) throw_error(ErrorKind::kInvalidConfig, "search tau = {} must be in (0, 1]", options.tau);
+  if (options.max_length <= static_cast<std::int64_t>(options.seed_prefix.size()))
+    throw_error(ErrorKind::kInvalidConfig, "search max_length {} leaves no room after the {}-token seed prefix", options.max_length,
+                options.seed_prefix.size());
+  // The candidate stands at the prefix's last position, so the text has the room after max_length.
+  const std::int64_t room = room_after_prefix(model.config().max_position_embeddings, options.max_length);
+  if (options.text_tokens == 0) options.text_tokens = std::min<std::int64_t>(512, room);
+  if (options.batch_size < 1 || options.text_tokens < 2)
     throw_error(ErrorKind::kInvalidConfig, "search batch_size must be >= 1 and text_tokens >= 2");
-  if (options_.max_length + options_.text_tokens > model_.config().max_position_embeddings)
-    throw_error(ErrorKind::kInvalidConfig, "search max_length {} + text_tokens {} exceed the model's context of {}", options_.max_length,
-                options_.text_tokens, model_.config().max_position_embeddings);
-  if (options_.max_memory < 0) throw_error(ErrorKind::kInvalidConfig, "search max_memory must be >= 0 (0 = no bound)");
-  if (options_.max_memory > 0) {
+  if (options.text_tokens > room)
+    throw_error(ErrorKind::kInvalidConfig, "search max_length {} + text_tokens {} exceed the model's context of {}", options.max_length,
+                options.text_tokens, model.config().max_position_embeddings);
+  if (options.max_memory < 0) throw_error(ErrorKind::kInvalidConfig, "search max_memory must be >= 0 (0 = no bound)");
+  if (options.max_memory > 0) {
     // The last step is the widest: its candidates sit behind the longest prefix.
-    const std::int64_t per_candidate = candidate_working_bytes(model_, options_.max_length - 1, options_.text_tokens,
-                                                               static_cast<std::int64_t>(c10::elementSize(model_.dtype())));
-    const std::int64_t fits = options_.max_memory / per_candidate;
+    const std::int64_t per_candidate = candidate_working_bytes(model, options.max_length - 1, options.text_tokens,
+                                                               static_cast<std::int64_t>(c10::elementSize(model.dtype())));
+    const std::int64_t fits = options.max_memory / per_candidate;
     if (fits < 1)
       throw_error(ErrorKind::kInvalidConfig, "search max_memory {} is less than one candidate needs (about {} for {} text tokens); "
-                  "raise it or lower text_tokens", format_bytes(options_.max_memory), format_bytes(per_candidate), options_.text_tokens);
-    if (fits < options_.batch_size) {
-      log::info("search: {} candidates per batch fit in max_memory {} (about {} each)", fits, format_bytes(options_.max_memory),
+                  "raise it or lower text_tokens", format_bytes(options.max_memory), format_bytes(per_candidate), options.text_tokens);
+    if (fits < options.batch_size) {
+      log::info("search: {} candidates per batch fit in max_memory {} (about {} each)", fits, format_bytes(options.max_memory),
                 format_bytes(per_candidate));
-      options_.batch_size = fits;
+      options.batch_size = fits;
     }
   }
+  const std::int64_t vocab = std::min(model.config().vocab_size, tokenizer.vocab_size());
+  for (auto t : options.candidates)
+    if (t < 0 || t >= vocab) throw_error(ErrorKind::kInvalidConfig, "search candidate {} is outside the vocabulary [0, {})", t, vocab);
+  return options;
+}
+
+PrefixSearcher::PrefixSearcher(CausalLM& model, const Tokenizer& tokenizer, SearchOptions options, RunContext context)
+    : model_(model), tokenizer_(tokenizer), options_(resolve_search_options(std::move(options), model, tokenizer)), context_(std::move(context)) {
+  if (context_.resume && context_.state_file.empty()) throw_error(ErrorKind::kInvalidArgument, "resume needs a search state file");
   const std::int64_t vocab = std::min(model_.config().vocab_size, tokenizer_.vocab_size());
   if (options_.candidates.empty()) {
     for (std::int64_t t = 0; t < vocab; ++t)
       if (!(options_.exclude_special && tokenizer_.is_special(t))) vocabulary_.push_back(t);
   } else {
-    for (auto t : options_.candidates) {
-      if (t < 0 || t >= vocab) throw_error(ErrorKind::kInvalidConfig, "search candidate {} is outside the vocabulary [0, {})", t, vocab);
-      vocabulary_.push_back(t);
-    }
+    vocabulary_ = options_.candidates;
   }
   std::sort(vocabulary_.begin(), vocabulary_.end());
   vocabulary_.erase(std::unique(vocabulary_.begin(), vocabulary_.end()), vocabulary_.end());
@@ -206,8 +212,8 @@ SearchStep PrefixSearcher::score_step(const std::vector<std::int64_t>& prefix, c
   // This rank's share: every world-th candidate, so the previous step's best (first in
   // the order) spread over the ranks. Every rank runs the same number of batches (some
   // empty at the end) because each batch ends in a collective.
-  const std::size_t world = options_.group != nullptr ? static_cast<std::size_t>(options_.group->world_size()) : 1;
-  const std::size_t rank = options_.group != nullptr ? static_cast<std::size_t>(options_.group->rank()) : 0;
+  const std::size_t world = context_.group != nullptr ? static_cast<std::size_t>(context_.group->world_size()) : 1;
+  const std::size_t rank = context_.group != nullptr ? static_cast<std::size_t>(context_.group->rank()) : 0;
   std::vector<std::int64_t> mine;
   for (std::size_t i = rank; i < order.size(); i += world) mine.push_back(order[i]);
   const std::size_t batch = static_cast<std::size_t>(options_.batch_size);
@@ -300,7 +306,7 @@ SearchStep PrefixSearcher::score_step(const std::vector<std::int64_t>& prefix, c
         }
       }
     }
-    if (world > 1) std::tie(incumbent, incumbent_token) = share_incumbent(*options_.group, incumbent, incumbent_token);
+    if (world > 1) std::tie(incumbent, incumbent_token) = share_incumbent(*context_.group, incumbent, incumbent_token);
     progress.set_status(incumbent_token >= 0 ? fmt::format("best {} ({:.4g}, {:.3f} of L(prefix))", incumbent_token, incumbent,
                                                            incumbent / step.prefix_score)
                                              : "no candidate under the threshold yet");
@@ -312,11 +318,11 @@ SearchStep PrefixSearcher::score_step(const std::vector<std::int64_t>& prefix, c
   if (complete.size() > kTopKept && options_.prune) complete.resize(kTopKept);
   if (world > 1) {
     const std::size_t slots = options_.prune ? kTopKept : (order.size() + world - 1) / world;
-    complete = gather_scores(*options_.group, complete, slots);
+    complete = gather_scores(*context_.group, complete, slots);
     std::sort(complete.begin(), complete.end(), by_score);
     if (complete.size() > kTopKept && options_.prune) complete.resize(kTopKept);
     at::Tensor blocks = at::tensor({static_cast<double>(step.blocks_evaluated)}, at::kDouble);
-    options_.group->all_reduce(blocks, ReduceOp::kSum, "the search's block count");
+    context_.group->all_reduce(blocks, ReduceOp::kSum, "the search's block count");
     step.blocks_evaluated = static_cast<std::int64_t>(blocks.item<double>());
   }
   step.top = complete;
@@ -328,21 +334,20 @@ SearchStep PrefixSearcher::score_step(const std::vector<std::int64_t>& prefix, c
 }
 
 void PrefixSearcher::save_state(const SearchResult& result) const {
-  if (options_.state_file.empty() || (options_.group != nullptr && !options_.group->is_leader())) return;
+  if (!context_.writes_state()) return;
   const std::string text = nlohmann::json{{"options", to_json(options_)}, {"result", to_json(result)}}.dump(2) + "\n";
-  write_file_atomically(options_.state_file, [&](std::ostream& out) { out << text; });
+  write_file_atomically(context_.state_file, [&](std::ostream& out) { out << text; });
 }
 
-SearchResult PrefixSearcher::run(bool resume) {
+SearchResult PrefixSearcher::run() {
   const auto start = std::chrono::steady_clock::now();
   InterruptGuard interrupts;
   SearchResult result;
   result.prefix = options_.seed_prefix;
-  if (resume) {
-    if (options_.state_file.empty()) throw_error(ErrorKind::kInvalidArgument, "resume needs a search state file");
-    if (std::filesystem::exists(options_.state_file)) {
-      const nlohmann::json saved = read_json_file(options_.state_file);
-      with_json_context(options_.state_file, [&] {
+  if (context_.resume) {
+    if (std::filesystem::exists(context_.state_file)) {
+      const nlohmann::json saved = read_json_file(context_.state_file);
+      with_json_context(context_.state_file, [&] {
         if (saved.at("options") != to_json(options_))
           throw_error(ErrorKind::kMismatch, "the saved search used other settings; remove the file or run with the same settings");
         const auto& r = saved.at("result");
@@ -357,12 +362,8 @@ SearchResult PrefixSearcher::run(bool resume) {
   }
   // One calibration text per step, all drawn up front from the seed: a resumed search sees
   // the same texts as an uninterrupted one.
-  CalibrationOptions texts;
-  texts.data = options_.data;
-  texts.samples = options_.max_length;
-  texts.seq_len = options_.text_tokens;
-  texts.seed = options_.seed;
-  const CalibrationSet calibration = build_calibration_set(tokenizer_, texts, options_.text_tokens, BosPolicy::kNo);
+  const TextWindows texts{options_.data, options_.max_length, options_.text_tokens, options_.seed};
+  const SampledWindows calibration = sample_text_windows(tokenizer_, texts, options_.text_tokens, BosPolicy::kNo);
 
   const double previous_seconds = result.seconds;
   while (result.stop_reason.empty()) {

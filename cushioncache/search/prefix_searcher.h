@@ -13,7 +13,7 @@
 //     search (tested); prune = false runs that reference, every block for every candidate.
 //   - after every step the state is saved (atomically); Ctrl-C stops between batches with
 //     the state saved, and resume continues after the last completed step.
-//   - across processes (SearchOptions::group): each rank scores every world_size-th
+//   - across processes (RunContext::group): each rank scores every world_size-th
 //     candidate; after every batch the ranks share their best complete score, so pruning
 //     is as tight as on one process, and the step ends with the same best token.
 #pragma once
@@ -24,7 +24,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "cushioncache/distributed/process_group.h"
+#include "cushioncache/distributed/run_context.h"
 #include "cushioncache/model/causal_lm.h"
 #include "cushioncache/search/objective.h"
 #include "cushioncache/tokenizer/tokenizer.h"
@@ -44,13 +44,15 @@ struct SearchOptions {
   bool prune = true;                      // false: the exhaustive reference, every block for every candidate
   bool exclude_special = true;            // BOS/EOS/control tokens are never candidates
   std::vector<std::int64_t> candidates;   // empty = the whole vocabulary
-  std::string state_file;                 // where progress is saved (by rank 0); empty = nowhere
-  // The processes sharing the candidates (not owned); null = this process alone. Not part
-  // of the saved settings: a search may resume with another number of ranks.
-  ProcessGroup* group = nullptr;
 };
 
 nlohmann::json to_json(const SearchOptions& options);
+
+// The settings as they will run on `model`: text_tokens 0 worked out, batch_size lowered to
+// fit max_memory, every value checked (kInvalidConfig naming the setting). The searcher
+// runs it; a pipeline runs it before any work, so settings that do not fit the model fail
+// in a second.
+SearchOptions resolve_search_options(SearchOptions options, const CausalLM& model, const Tokenizer& tokenizer);
 
 // The working memory one candidate row needs while a block runs (the model family's
 // count, CausalLM::block_working_bytes, for the candidate and the text behind the
@@ -83,11 +85,13 @@ nlohmann::json to_json(const SearchResult& result);
 
 class PrefixSearcher {
  public:
-  PrefixSearcher(CausalLM& model, const Tokenizer& tokenizer, SearchOptions options);
+  // The context's state file holds the progress after every step (JSON, by the leader);
+  // its group shares the candidates of every step.
+  PrefixSearcher(CausalLM& model, const Tokenizer& tokenizer, SearchOptions options, RunContext context = {});
 
-  // Runs (or, with resume, continues from options.state_file) until a step is rejected
-  // or the prefix reaches max_length.
-  SearchResult run(bool resume = false);
+  // Runs (or, with context.resume, continues from the state file) until a step is
+  // rejected or the prefix reaches max_length.
+  SearchResult run();
 
   // One step on a given text: L(prefix) and the best candidate (all scores in `top` when
   // exhaustive). Exposed for tests and benchmarks.
@@ -104,6 +108,7 @@ class PrefixSearcher {
   CausalLM& model_;
   const Tokenizer& tokenizer_;
   SearchOptions options_;
+  RunContext context_;
   std::vector<std::int64_t> vocabulary_;
 };
 

@@ -19,7 +19,6 @@
 #include <torch/types.h>  // clip_grad.h does not include what it uses
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
-#include <torch/serialize.h>
 #include <torch/version.h>
 
 #include "cushioncache/analysis/inspect.h"
@@ -28,6 +27,7 @@
 #include "cushioncache/core/files.h"
 #include "cushioncache/core/interrupt.h"
 #include "cushioncache/core/log.h"
+#include "cushioncache/core/optimizer_state.h"
 #include "cushioncache/core/progress.h"
 #include "cushioncache/core/tensor_options.h"
 #include "cushioncache/io/corpus.h"
@@ -259,9 +259,9 @@ EmergenceProbe probe_emergence(const fs::path& model_folder, const TrainProbe& p
   auto model = load_model(model_folder);
   auto tokenizer = load_tokenizer(model_folder);
   InspectOptions options;
-  options.data = probe.data;
-  options.samples = probe.samples;
-  options.seq_len = probe.seq_len;
+  options.windows.data = probe.data;
+  options.windows.samples = probe.samples;
+  options.windows.seq_len = probe.seq_len;
   options.first_keys = 1;
   const Inspection inspection = inspect_model(*model, *tokenizer, options, nullptr);
   if (!report_folder.empty()) write_inspection(inspection, describe_model(*model, model_folder.string()), report_folder);
@@ -383,7 +383,10 @@ TrainResult train_model(const TrainConfig& config, const TrainRunOptions& option
   groups.emplace_back(decay, group_options(o.weight_decay));
   groups.emplace_back(no_decay, group_options(0.0));
   torch::optim::AdamW optimizer(groups, torch::optim::AdamWOptions(o.lr));
-  if (resume_from) torch::load(optimizer, (*resume_from / kOptimizerFile).string());
+  if (resume_from) {
+    const fs::path file = *resume_from / kOptimizerFile;
+    load_optimizer_state(optimizer, read_file(file), device, file.string());
+  }
   std::vector<at::Tensor> parameters = decay;
   parameters.insert(parameters.end(), no_decay.begin(), no_decay.end());
 
@@ -407,9 +410,8 @@ TrainResult train_model(const TrainConfig& config, const TrainRunOptions& option
     const fs::path folder = step_folder(output, step);
     save_hf_model(*model, folder);
     save_tokenizer(config, folder);
-    const fs::path optimizer_tmp = folder / (std::string(kOptimizerFile) + ".tmp");
-    torch::save(optimizer, optimizer_tmp.string());
-    fs::rename(optimizer_tmp, folder / kOptimizerFile);
+    const std::string optimizer_state = optimizer_state_bytes(optimizer);
+    write_file_atomically(folder / kOptimizerFile, [&](std::ostream& out) { out << optimizer_state; });
     const json state = {{"step", step}, {"config", to_json(config)}, {"corpus_tokens", stream.tokens.size()}};
     write_file_atomically(folder / kStateFile, [&](std::ostream& out) { out << state.dump(2) << "\n"; });
     for (const auto& entry : fs::directory_iterator(output / "checkpoints")) {

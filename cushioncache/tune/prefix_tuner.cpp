@@ -11,24 +11,18 @@
 #include <c10/core/GradMode.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <torch/optim/adam.h>
 #include <fmt/ranges.h>  // fmt::join: in <fmt/format.h> before fmt 11, here since (PyTorch 2.x ships fmt 12)
 
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/interrupt.h"
 #include "cushioncache/core/log.h"
+#include "cushioncache/core/optimizer_state.h"
 #include "cushioncache/core/progress.h"
 #include "cushioncache/io/safetensors.h"
-#include "cushioncache/quant/calibration.h"
 
 namespace cushioncache {
 namespace {
-
-// Adam with bias correction (Kingma & Ba), as torch.optim.Adam without weight decay;
-// its moments are part of the checkpoint.
-struct AdamState {
-  std::vector<at::Tensor> m, v;
-  std::int64_t step = 0;
-};
 
 std::vector<at::Tensor*> parameters(KVCache& prefix) {
   std::vector<at::Tensor*> p;
@@ -50,22 +44,32 @@ nlohmann::json log_json(const std::vector<TuningLogEntry>& log) {
 }  // namespace
 
 nlohmann::json to_json(const TuningOptions& o) {
-  return {{"lambda", o.lambda},         {"lr", o.lr},       {"beta1", o.beta1},         {"beta2", o.beta2},   {"eps", o.eps},
-          {"epochs", o.epochs},         {"batch_size", o.batch_size}, {"seq_len", o.seq_len}, {"samples", o.samples},
-          {"data", o.data},             {"seed", o.seed},   {"grad_clip", o.grad_clip}, {"quant_error", to_json(o.quant_error)}};
+  nlohmann::json j = {{"lambda", o.lambda},         {"lr", o.lr},       {"beta1", o.beta1},         {"beta2", o.beta2},
+                      {"eps", o.eps},               {"epochs", o.epochs}, {"batch_size", o.batch_size}, {"grad_clip", o.grad_clip},
+                      {"quant_error", to_json(o.quant_error)}};
+  j.update(to_json(o.windows));
+  return j;
 }
 
-QuantAwarePrefixTuner::QuantAwarePrefixTuner(CausalLM& model, const Tokenizer& tokenizer, TuningOptions options)
-    : model_(model), options_(std::move(options)) {
-  if (options_.epochs < 1 || options_.batch_size < 1 || options_.samples < 1 || !(options_.lr > 0) || options_.lambda < 0)
-    throw_error(ErrorKind::kInvalidConfig, "tuning needs epochs, batch_size, samples >= 1, lr > 0 and lambda >= 0");
-  CalibrationOptions data;
-  data.data = options_.data;
-  data.samples = options_.samples;
-  data.seq_len = options_.seq_len;
-  data.seed = options_.seed;
-  // The prefix takes the place of BOS: the windows carry none.
-  windows_ = build_calibration_set(tokenizer, data, model_.config().max_position_embeddings - 16, BosPolicy::kNo).sequences;
+void check_tuning_options(const TuningOptions& o) {
+  if (o.epochs < 1 || o.batch_size < 1 || o.windows.samples < 1 || o.windows.seq_len < 2 || !(o.lr > 0) || o.lambda < 0)
+    throw_error(ErrorKind::kInvalidConfig, "tuning needs epochs, batch_size, samples >= 1, seq_len >= 2, lr > 0 and lambda >= 0");
+}
+
+QuantAwarePrefixTuner::QuantAwarePrefixTuner(CausalLM& model, const Tokenizer& tokenizer, TuningOptions options, RunContext context)
+    : model_(model), tokenizer_(tokenizer), options_(std::move(options)), context_(std::move(context)) {
+  check_tuning_options(options_);
+  if (context_.resume && context_.state_file.empty()) throw_error(ErrorKind::kInvalidArgument, "resuming the tuning needs a checkpoint file");
+}
+
+const std::vector<std::vector<std::int64_t>>& QuantAwarePrefixTuner::windows_behind(std::int64_t prefix_tokens) {
+  if (prefix_tokens != windows_prefix_tokens_) {
+    // The prefix takes the place of BOS: the windows carry none.
+    const std::int64_t room = room_after_prefix(model_.config().max_position_embeddings, prefix_tokens);
+    windows_ = sample_text_windows(tokenizer_, options_.windows, room, BosPolicy::kNo).sequences;
+    windows_prefix_tokens_ = prefix_tokens;
+  }
+  return windows_;
 }
 
 QuantAwarePrefixTuner::Batch QuantAwarePrefixTuner::loss_on(const KVCache& prefix, const std::vector<std::size_t>& rows, bool with_graph) {
@@ -85,19 +89,20 @@ QuantAwarePrefixTuner::Batch QuantAwarePrefixTuner::loss_on(const KVCache& prefi
 }
 
 std::vector<std::size_t> QuantAwarePrefixTuner::my_rows(const std::vector<std::size_t>& rows) const {
-  if (options_.group == nullptr) return rows;
+  if (context_.group == nullptr) return rows;
   std::vector<std::size_t> mine;
-  const auto world = static_cast<std::size_t>(options_.group->world_size());
-  for (std::size_t i = static_cast<std::size_t>(options_.group->rank()); i < rows.size(); i += world) mine.push_back(rows[i]);
+  const auto world = static_cast<std::size_t>(context_.group->world_size());
+  for (std::size_t i = static_cast<std::size_t>(context_.group->rank()); i < rows.size(); i += world) mine.push_back(rows[i]);
   return mine;
 }
 
 void QuantAwarePrefixTuner::sum_over_ranks(at::Tensor& values, const std::string& what) const {
-  if (options_.group != nullptr && options_.group->world_size() > 1) options_.group->all_reduce(values, ReduceOp::kSum, what);
+  if (!context_.alone()) context_.group->all_reduce(values, ReduceOp::kSum, what);
 }
 
 double QuantAwarePrefixTuner::evaluate(const KVCache& prefix) {
   c10::NoGradGuard no_grad;
+  windows_behind(prefix.length());
   double total = 0;
   for (std::size_t first = 0; first < windows_.size(); first += static_cast<std::size_t>(options_.batch_size)) {
     std::vector<std::size_t> rows;
@@ -110,47 +115,49 @@ double QuantAwarePrefixTuner::evaluate(const KVCache& prefix) {
   return sum.item<double>() / static_cast<double>(windows_.size());
 }
 
-TuningResult QuantAwarePrefixTuner::tune(const KVCache& initial, bool resume) {
+TuningResult QuantAwarePrefixTuner::tune(const KVCache& initial) {
   if (initial.empty() || initial.batch_size() != 1) throw_error(ErrorKind::kInvalidArgument, "tuning needs a prefix KV of batch 1");
   initial.check_compatible(model_.config());
-  if (initial.length() + static_cast<std::int64_t>(windows_.front().size()) > model_.config().max_position_embeddings)
-    throw_error(ErrorKind::kInvalidConfig, "tuning: prefix ({} tokens) + seq_len ({}) exceed the model's context of {}", initial.length(),
-                windows_.front().size(), model_.config().max_position_embeddings);
+  windows_behind(initial.length());
   const auto start = std::chrono::steady_clock::now();
   InterruptGuard interrupts;
   TuningResult result;
+  // The prefix's keys and values are the parameters: float32 leaves that Adam updates in place.
   KVCache prefix = initial.detached();
-  for (at::Tensor* p : parameters(prefix)) *p = p->to(at::kFloat).clone();
-  AdamState adam;
+  std::vector<at::Tensor> params;
   for (at::Tensor* p : parameters(prefix)) {
-    adam.m.push_back(at::zeros_like(*p));
-    adam.v.push_back(at::zeros_like(*p));
+    *p = p->to(at::kFloat).clone().requires_grad_(true);
+    params.push_back(*p);
   }
+  torch::optim::Adam adam(params, torch::optim::AdamOptions(options_.lr).betas({options_.beta1, options_.beta2}).eps(options_.eps));
+  std::int64_t step = 0;
   const std::int64_t steps_per_epoch = (static_cast<std::int64_t>(windows_.size()) + options_.batch_size - 1) / options_.batch_size;
   const std::int64_t total_steps = steps_per_epoch * options_.epochs;
 
-  if (resume && !options_.checkpoint_file.empty() && std::filesystem::exists(options_.checkpoint_file)) {
-    const SafetensorsFile ckpt = SafetensorsFile::open(options_.checkpoint_file);
-    with_context(options_.checkpoint_file, [&] {
+  const std::string& checkpoint = context_.state_file;
+  if (context_.resume && std::filesystem::exists(checkpoint)) {
+    const SafetensorsFile ckpt = SafetensorsFile::open(checkpoint);
+    with_context(checkpoint, [&] {
       auto metadata = [&](const std::string& key) -> const std::string& { return ckpt.required_metadata(key, "tuning checkpoint"); };
       if (metadata("options") != to_json(options_).dump())
         throw_error(ErrorKind::kMismatch, "the checkpoint was made with other tuning settings");
-      auto params = parameters(prefix);
+      c10::NoGradGuard no_grad;
       for (std::size_t i = 0; i < params.size(); ++i) {
-        const auto restore = [&](const std::string& name, const at::Tensor& like) {
-          at::Tensor t = ckpt.load(name);
-          if (!t.sizes().equals(like.sizes()) || t.scalar_type() != like.scalar_type())
-            throw_error(ErrorKind::kCorruptInput, "tensor '{}' has shape [{}] ({}), the prefix needs [{}] ({})", name,
-                        fmt::join(t.sizes(), ", "), c10::toString(t.scalar_type()), fmt::join(like.sizes(), ", "),
-                        c10::toString(like.scalar_type()));
-          return t.to(like.device());
-        };
-        *params[i] = restore(fmt::format("param.{}", i), *params[i]);
-        adam.m[i] = restore(fmt::format("adam.m.{}", i), adam.m[i]);
-        adam.v[i] = restore(fmt::format("adam.v.{}", i), adam.v[i]);
+        const std::string name = fmt::format("param.{}", i);
+        const at::Tensor t = ckpt.load(name);
+        if (!t.sizes().equals(params[i].sizes()) || t.scalar_type() != params[i].scalar_type())
+          throw_error(ErrorKind::kCorruptInput, "tensor '{}' has shape [{}] ({}), the prefix needs [{}] ({})", name, fmt::join(t.sizes(), ", "),
+                      c10::toString(t.scalar_type()), fmt::join(params[i].sizes(), ", "), c10::toString(params[i].scalar_type()));
+        params[i].copy_(t);
       }
+      if (!ckpt.contains("optimizer"))
+        throw_error(ErrorKind::kMismatch, "the checkpoint holds no optimizer state (written by an older version, with its own Adam): "
+                    "tune afresh, without resuming");
+      const at::Tensor state = ckpt.load("optimizer").contiguous();
+      load_optimizer_state(adam, std::string(static_cast<const char*>(state.data_ptr()), static_cast<std::size_t>(state.numel())),
+                           params.front().device(), checkpoint);
       try {
-        adam.step = std::stoll(metadata("step"));
+        step = std::stoll(metadata("step"));
         const auto log = nlohmann::json::parse(metadata("log"));
         for (const auto& e : log)
           result.log.push_back({e.at("step"), e.at("epoch"), e.at("loss"), e.at("cross_entropy"), e.at("quant_error"), e.at("grad_norm")});
@@ -158,41 +165,38 @@ TuningResult QuantAwarePrefixTuner::tune(const KVCache& initial, bool resume) {
       } catch (const std::logic_error& e) {  // std::stoll/stod and JSON errors: a damaged metadata field
         throw_error(ErrorKind::kCorruptInput, "damaged checkpoint metadata: {}", e.what());
       }
-      if (adam.step < 0 || adam.step > total_steps)
-        throw_error(ErrorKind::kCorruptInput, "checkpoint step {} is outside this run's {} steps", adam.step, total_steps);
+      if (step < 0 || step > total_steps)
+        throw_error(ErrorKind::kCorruptInput, "checkpoint step {} is outside this run's {} steps", step, total_steps);
     });
-    log::info("resuming prefix tuning at step {} of {}", adam.step, total_steps);
+    log::info("resuming prefix tuning at step {} of {}", step, total_steps);
   } else {
     result.loss_before = evaluate(prefix);
   }
 
   auto save = [&] {
-    if (options_.checkpoint_file.empty() || (options_.group != nullptr && !options_.group->is_leader())) return;
+    if (!context_.writes_state()) return;
     std::vector<std::pair<std::string, at::Tensor>> tensors;
-    auto params = parameters(prefix);
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      tensors.emplace_back(fmt::format("param.{}", i), params[i]->detach());
-      tensors.emplace_back(fmt::format("adam.m.{}", i), adam.m[i]);
-      tensors.emplace_back(fmt::format("adam.v.{}", i), adam.v[i]);
-    }
-    write_safetensors(options_.checkpoint_file, tensors,
-                      {{"options", to_json(options_).dump()}, {"step", std::to_string(adam.step)}, {"log", log_json(result.log).dump()},
+    for (std::size_t i = 0; i < params.size(); ++i) tensors.emplace_back(fmt::format("param.{}", i), params[i].detach());
+    const std::string state = optimizer_state_bytes(adam);
+    tensors.emplace_back("optimizer", at::tensor(at::ArrayRef<std::uint8_t>(reinterpret_cast<const std::uint8_t*>(state.data()), state.size()),
+                                                 at::kByte));
+    write_safetensors(checkpoint, tensors,
+                      {{"options", to_json(options_).dump()}, {"step", std::to_string(step)}, {"log", log_json(result.log).dump()},
                        {"loss_before", fmt::format("{:.17g}", result.loss_before)}});
   };
 
   Progress progress("prefix tuning", total_steps, "step");
-  progress.advance(adam.step);
-  auto params = parameters(prefix);
-  while (adam.step < total_steps) {
+  progress.advance(step);
+  while (step < total_steps) {
     if (interrupt_requested()) {
       save();
       throw_if_interrupted("prefix tuning");
     }
-    const std::int64_t epoch = adam.step / steps_per_epoch, within = adam.step % steps_per_epoch;
+    const std::int64_t epoch = step / steps_per_epoch, within = step % steps_per_epoch;
     // The order of an epoch depends only on the seed and the epoch: resuming keeps it.
     std::vector<std::size_t> order(windows_.size());
     std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), std::mt19937_64(options_.seed * 1000003 + static_cast<std::uint64_t>(epoch)));
+    std::shuffle(order.begin(), order.end(), std::mt19937_64(options_.windows.seed * 1000003 + static_cast<std::uint64_t>(epoch)));
     std::vector<std::size_t> rows(order.begin() + within * options_.batch_size,
                                   order.begin() + std::min<std::int64_t>((within + 1) * options_.batch_size, static_cast<std::int64_t>(order.size())));
 
@@ -200,23 +204,27 @@ TuningResult QuantAwarePrefixTuner::tune(const KVCache& initial, bool resume) {
     // summed over the ranks are those of the whole batch's mean.
     const std::vector<std::size_t> mine = my_rows(rows);
     const double share = static_cast<double>(mine.size()) / static_cast<double>(rows.size());
-    for (at::Tensor* p : params) p->requires_grad_(true);
+    adam.zero_grad();
     Batch batch{0, 0, 0, at::Tensor()};
     if (!mine.empty()) {
       batch = loss_on(prefix, mine, true);
-      if (!std::isfinite(batch.loss)) throw_error(ErrorKind::kNumerical, "prefix tuning: the loss is {} at step {}", batch.loss, adam.step);
+      if (!std::isfinite(batch.loss)) throw_error(ErrorKind::kNumerical, "prefix tuning: the loss is {} at step {}", batch.loss, step);
       (batch.loss_tensor * share).backward();
     }
     c10::NoGradGuard no_grad;
-    if (options_.group != nullptr && options_.group->world_size() > 1) {
+    // A rank without rows this step (and zero_grad in LibTorch 2, which resets to
+    // undefined) leaves no gradient: zeros, so every rank steps the same parameters.
+    for (at::Tensor& p : params)
+      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    if (!context_.alone()) {
       std::vector<at::Tensor> flat;
-      for (at::Tensor* p : params) flat.push_back(p->grad().defined() ? p->grad().reshape({-1}) : at::zeros({p->numel()}, p->options()));
+      for (const at::Tensor& p : params) flat.push_back(p.grad().reshape({-1}));
       at::Tensor all = at::cat(flat).to(at::kCPU);
       sum_over_ranks(all, "summing the prefix gradients");
       std::int64_t offset = 0;
-      for (at::Tensor* p : params) {
-        p->mutable_grad() = all.narrow(0, offset, p->numel()).view(p->sizes()).to(p->device());
-        offset += p->numel();
+      for (at::Tensor& p : params) {
+        p.mutable_grad().copy_(all.narrow(0, offset, p.numel()).view(p.sizes()));
+        offset += p.numel();
       }
       at::Tensor losses = at::tensor({batch.loss * share, batch.cross_entropy * share, batch.quant_error * share}, at::kDouble);
       sum_over_ranks(losses, "summing the tuning loss");
@@ -225,29 +233,22 @@ TuningResult QuantAwarePrefixTuner::tune(const KVCache& initial, bool resume) {
       batch.quant_error = losses[2].item<double>();
     }
     double norm_sq = 0;
-    for (at::Tensor* p : params) norm_sq += p->grad().pow(2).sum().item<double>();
+    for (const at::Tensor& p : params) norm_sq += p.grad().pow(2).sum().item<double>();
     const double norm = std::sqrt(norm_sq);
-    const double clip = options_.grad_clip > 0 && norm > options_.grad_clip ? options_.grad_clip / norm : 1.0;
-    ++adam.step;
-    const double correction1 = 1 - std::pow(options_.beta1, static_cast<double>(adam.step));
-    const double correction2 = 1 - std::pow(options_.beta2, static_cast<double>(adam.step));
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      at::Tensor g = params[i]->grad() * clip;
-      adam.m[i].mul_(options_.beta1).add_(g, 1 - options_.beta1);
-      adam.v[i].mul_(options_.beta2).addcmul_(g, g, 1 - options_.beta2);
-      at::Tensor update = (adam.m[i] / correction1) / ((adam.v[i] / correction2).sqrt() + options_.eps);
-      *params[i] = (params[i]->detach() - options_.lr * update);
-    }
-    result.log.push_back({adam.step, epoch, batch.loss, batch.cross_entropy, batch.quant_error, norm});
-    log::debug("tuning step {}: loss {:.5f} = ce {:.5f} + {} * lq {:.5f}, |grad| {:.4g}", adam.step, batch.loss, batch.cross_entropy,
+    if (options_.grad_clip > 0 && norm > options_.grad_clip)
+      for (at::Tensor& p : params) p.mutable_grad().mul_(options_.grad_clip / norm);
+    adam.step();
+    ++step;
+    result.log.push_back({step, epoch, batch.loss, batch.cross_entropy, batch.quant_error, norm});
+    log::debug("tuning step {}: loss {:.5f} = ce {:.5f} + {} * lq {:.5f}, |grad| {:.4g}", step, batch.loss, batch.cross_entropy,
                options_.lambda, batch.quant_error, norm);
     progress.set_status(fmt::format("loss {:.4f} (ce {:.4f}, lq {:.4g})", batch.loss, batch.cross_entropy, batch.quant_error));
     progress.advance();
-    if (options_.checkpoint_every > 0 && adam.step % options_.checkpoint_every == 0) save();
+    if (options_.checkpoint_every > 0 && step % options_.checkpoint_every == 0) save();
   }
   progress.finish();
   save();
-  for (at::Tensor* p : params) *p = p->detach();
+  for (at::Tensor* p : parameters(prefix)) *p = p->detach();
   result.loss_after = evaluate(prefix);
   result.prefix = std::move(prefix);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -3,8 +3,8 @@
 // model's weights stay frozen, and the loss is the next-token cross-entropy of the
 // fake-quantized model (straight-through gradients; ranges are constants) plus lambda
 // times the quantization error of the chosen sites. Adam with gradient clipping over
-// seeded calibration windows; loss components logged per step; checkpoints that resume.
-// Across processes (TuningOptions::group) it runs data-parallel: each rank takes every
+// seeded calibration windows (torch::optim::Adam); loss components logged per step;
+// checkpoints that resume bit-exact. Across processes (RunContext::group) it runs data-parallel: each rank takes every
 // world_size-th window of a batch and the prefix's gradients are summed over the ranks,
 // so every rank applies the same update as one process would.
 #pragma once
@@ -15,9 +15,10 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "cushioncache/distributed/process_group.h"
+#include "cushioncache/distributed/run_context.h"
 #include "cushioncache/model/causal_lm.h"
 #include "cushioncache/search/objective.h"
+#include "cushioncache/tokenizer/text_windows.h"
 #include "cushioncache/tokenizer/tokenizer.h"
 
 namespace cushioncache {
@@ -28,20 +29,19 @@ struct TuningOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   std::int64_t epochs = 2;
   std::int64_t batch_size = 4;
-  std::int64_t seq_len = 512;      // capped by the context left after the prefix
-  std::int64_t samples = 64;       // training windows
-  std::string data = "c4";
-  std::uint64_t seed = 1;
+  // The training windows, without BOS (the prefix takes its place), capped by the room
+  // after the prefix; the seed also orders every epoch.
+  TextWindows windows{"c4", 64, 512, 1};
   double grad_clip = 1.0;          // on the global gradient norm; 0 = off
   ObjectiveOptions quant_error;    // the L_q of the loss (per token: summed over sites and blocks)
-  std::string checkpoint_file;     // empty = no checkpoints (written by rank 0)
-  std::int64_t checkpoint_every = 10;  // steps
-  // The processes sharing each batch (not owned); null = this process alone. Not part of
-  // the saved settings.
-  ProcessGroup* group = nullptr;
+  std::int64_t checkpoint_every = 10;  // steps between checkpoints in the context's state file
 };
 
 nlohmann::json to_json(const TuningOptions& options);
+
+// kInvalidConfig unless every setting is in range (the tuner checks them; a pipeline
+// checks them before any work).
+void check_tuning_options(const TuningOptions& options);
 
 struct TuningLogEntry {
   std::int64_t step = 0;
@@ -59,12 +59,14 @@ struct TuningResult {
 class QuantAwarePrefixTuner {
  public:
   // `model` runs as it will be deployed: with its quantizers attached (QuantizedModel).
-  QuantAwarePrefixTuner(CausalLM& model, const Tokenizer& tokenizer, TuningOptions options);
+  // The context's state file is the checkpoint (a safetensors file written by the leader).
+  QuantAwarePrefixTuner(CausalLM& model, const Tokenizer& tokenizer, TuningOptions options, RunContext context = {});
 
-  // Tunes a copy of `initial` (batch 1); with resume, continues from the checkpoint file.
-  TuningResult tune(const KVCache& initial, bool resume = false);
+  // Tunes a copy of `initial` (batch 1); with context.resume, continues from the checkpoint.
+  TuningResult tune(const KVCache& initial);
 
-  // Mean loss (cross-entropy + lambda * quantization error) over the training windows.
+  // Mean loss (cross-entropy + lambda * quantization error) over the training windows
+  // behind `prefix`.
   double evaluate(const KVCache& prefix);
 
  private:
@@ -72,6 +74,8 @@ class QuantAwarePrefixTuner {
     double loss, cross_entropy, quant_error;
     at::Tensor loss_tensor;
   };
+  // The training windows behind a prefix of `prefix_tokens` (sampled once per length).
+  const std::vector<std::vector<std::int64_t>>& windows_behind(std::int64_t prefix_tokens);
   Batch loss_on(const KVCache& prefix, const std::vector<std::size_t>& rows, bool with_graph);
   // This rank's share of `rows` (every world_size-th), and the fraction of rows it holds.
   std::vector<std::size_t> my_rows(const std::vector<std::size_t>& rows) const;
@@ -79,7 +83,10 @@ class QuantAwarePrefixTuner {
   void sum_over_ranks(at::Tensor& values, const std::string& what) const;
 
   CausalLM& model_;
+  const Tokenizer& tokenizer_;
   TuningOptions options_;
+  RunContext context_;
+  std::int64_t windows_prefix_tokens_ = -1;  // the prefix length windows_ were sampled for
   std::vector<std::vector<std::int64_t>> windows_;
 };
 

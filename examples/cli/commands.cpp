@@ -10,6 +10,7 @@
 #include "cushioncache/core/tensor_options.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace cushioncache::cli {
 namespace {
@@ -32,7 +33,68 @@ CLI::Validator sign_check(bool zero_allowed) {
       wanted);
 }
 
+// A scalar as a YAML double-quoted string: the table's readers convert it to the field's
+// type, and text with ':' or '#' in it (a path, a task spec) stays one scalar.
+std::string yaml_quoted(const std::string& text) {
+  std::string out = "\"";
+  for (char ch : text) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + "\"";
+}
+
 }  // namespace
+
+SettingFlags::Flag& SettingFlags::added(const std::string& flag, const std::string& key) {
+  flags_.push_back(std::make_unique<Flag>());
+  flags_.back()->name = flag;
+  flags_.back()->key = key;
+  return *flags_.back();
+}
+
+std::string SettingFlags::help(const std::string& key) const {
+  for (const RunConfigSetting& s : run_config_settings())
+    if (s.key == key) return fmt::format("{} (setting {})", s.help, key);
+  throw_error(ErrorKind::kInternal, "no run-config setting '{}'", key);
+}
+
+void SettingFlags::add(CLI::App& command, const std::string& flag, const std::string& key) {
+  Flag& f = added(flag, key);
+  const nlohmann::json value = run_config_value(defaults_, key);
+  command.add_option(flag, f.values, help(key))->expected(1)->default_str(value.is_string() ? value.get<std::string>() : value.dump())
+      ->each([&f](const std::string&) { f.given = true; });
+}
+
+void SettingFlags::add_list(CLI::App& command, const std::string& flag, const std::string& key) {
+  Flag& f = added(flag, key);
+  f.list = true;
+  command.add_option(flag, f.values, help(key))->delimiter(',')->each([&f](const std::string&) { f.given = true; });
+}
+
+void SettingFlags::add_switch(CLI::App& command, const std::string& flag, const std::string& key, const std::string& value,
+                              const std::string& help_text) {
+  Flag& f = added(flag, key);
+  f.switch_value = value;
+  command.add_flag_callback(flag, [&f] { f.given = true; }, help_text);
+}
+
+RunConfig SettingFlags::resolve() const {
+  RunConfig config = defaults_;
+  for (const auto& f : flags_) {
+    if (!f->given) continue;
+    std::string yaml = f->switch_value;
+    if (yaml.empty() && f->list) {
+      yaml = "[";
+      for (std::size_t i = 0; i < f->values.size(); ++i) yaml += (i ? ", " : "") + yaml_quoted(f->values[i]);
+      yaml += "]";
+    } else if (yaml.empty()) {
+      yaml = yaml_quoted(f->values.back());
+    }
+    set_run_config_value(config, f->key, yaml, f->name);
+  }
+  return config;
+}
 
 CLI::Validator positive() { return sign_check(false); }
 CLI::Validator non_negative() { return sign_check(true); }
@@ -73,7 +135,19 @@ std::unique_ptr<CausalLM> ModelFlags::load_model() const {
   if (dtype != "auto") options.dtype = parse_float_dtype(dtype);
   options.stream_blocks = stream_blocks;
   if (!max_gpu_memory.empty()) options.max_device_bytes = parse_byte_size(max_gpu_memory, "--max-gpu-memory");
-  return cushioncache::load_model(model, options);
+  std::unique_ptr<CausalLM> loaded;
+  naming_budget_flag(max_gpu_memory, [&] { loaded = cushioncache::load_model(model, options); });
+  return loaded;
+}
+
+void naming_budget_flag(const std::string& max_gpu_memory, const std::function<void()>& work) {
+  try {
+    work();
+  } catch (Error& e) {
+    if (e.kind() == ErrorKind::kInvalidArgument && e.message().find("the device memory budget") != std::string::npos)
+      e.add_context("--max-gpu-memory " + max_gpu_memory);
+    throw;
+  }
 }
 
 std::unique_ptr<Tokenizer> ModelFlags::load_tokenizer() const {

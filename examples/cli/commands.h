@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 #include "cushioncache/artifact/artifact.h"
 #include "cushioncache/distributed/process_group.h"
 #include "cushioncache/model/loader.h"
+#include "cushioncache/pipeline/run_config.h"
 #include "cushioncache/tokenizer/tokenizer.h"
 
 namespace cushioncache::cli {
@@ -41,6 +43,41 @@ struct ModelFlags {
 std::optional<Artifact> load_prefix_flags(CausalLM& float_model, const Tokenizer& tokenizer, const std::string& artifact,
                                           const std::string* prefix_text);
 std::string describe_prefix(const Artifact& prefix, const Tokenizer& tokenizer);
+
+// Runs `work`; an error about the device memory budget (which the library names as such)
+// is prefixed with the flag that set it: "--max-gpu-memory 1K: the device memory budget ...".
+void naming_budget_flag(const std::string& max_gpu_memory, const std::function<void()>& work);
+
+// Command-line flags for run-config settings (pipeline/run_config.h), so that a setting
+// is one thing everywhere: a flag's help comes from its setting's table entry, its
+// default from `defaults` (the command's), and its value goes through the same check as
+// in a config file or a --set override, with the same message, naming the flag
+// ("--tau: 'search.tau' must be in (0, 1], got 0", exit 2).
+class SettingFlags {
+ public:
+  SettingFlags() = default;  // the run config's defaults
+  explicit SettingFlags(RunConfig defaults) : defaults_(std::move(defaults)) {}
+  // --FLAG VALUE for the setting `key`.
+  void add(CLI::App& command, const std::string& flag, const std::string& key);
+  // --FLAG A,B,C (or repeated) for a list setting.
+  void add_list(CLI::App& command, const std::string& flag, const std::string& key);
+  // --FLAG without a value: the setting takes `value` (YAML) when the flag is given.
+  void add_switch(CLI::App& command, const std::string& flag, const std::string& key, const std::string& value, const std::string& help);
+  // The defaults with every flag given applied, in the order they were added.
+  RunConfig resolve() const;
+
+ private:
+  struct Flag {
+    std::string name, key, switch_value;
+    std::vector<std::string> values;  // as given (one for a scalar)
+    bool list = false, given = false;
+  };
+  Flag& added(const std::string& flag, const std::string& key);
+  std::string help(const std::string& key) const;
+
+  RunConfig defaults_;
+  std::vector<std::unique_ptr<Flag>> flags_;  // stable addresses: CLI11 writes into them
+};
 
 // Token ids as the flag `flag` takes them: "1 5 9" or "1,5,9"; kInvalidArgument naming the
 // flag for a word that is not an integer.

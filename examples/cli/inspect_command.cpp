@@ -13,19 +13,33 @@
 
 namespace cushioncache::cli {
 
+namespace {
+
+// The windows' settings are the run config's inspect.*, with this command's defaults
+// (InspectOptions': more and longer windows than a run's before/after plots).
+RunConfig inspect_command_defaults() {
+  RunConfig defaults;
+  const InspectOptions options;
+  defaults.inspect = options.windows;
+  return defaults;
+}
+
+}  // namespace
+
 void add_inspect_command(CLI::App& app) {
   struct Flags {
     ModelFlags model;
     InspectOptions options;
+    SettingFlags windows{inspect_command_defaults()};
     std::string out = "inspect-out", prefix_text, prefix;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand("inspect", "Activation outliers and attention sinks: stats.json, CSV tables and SVG plots");
   flags->model.add_to(*cmd, /*with_tokenizer=*/true);
-  cmd->add_option("--data", flags->options.data, "wikitext2, c4, or a text/JSONL file")->capture_default_str();
-  cmd->add_option("--samples", flags->options.samples, "windows sampled from the data")->capture_default_str()->check(positive());
-  cmd->add_option("--seq-len", flags->options.seq_len, "tokens per window")->capture_default_str()->check(CLI::Range(2, 1 << 20));
-  cmd->add_option("--seed", flags->options.seed, "sampling seed")->capture_default_str();
+  flags->windows.add(*cmd, "--data", "inspect.data");
+  flags->windows.add(*cmd, "--samples", "inspect.samples");
+  flags->windows.add(*cmd, "--seq-len", "inspect.seq_len");
+  flags->windows.add(*cmd, "--seed", "inspect.seed");
   cmd->add_option("--layer", flags->options.token_layer, "layer of the token-wise plot (default: the last)");
   cmd->add_option("--first-keys", flags->options.first_keys, "key positions whose attention mass is reported")
       ->capture_default_str()->check(positive());
@@ -34,10 +48,11 @@ void add_inspect_command(CLI::App& app) {
   cmd->add_option("--prefix", flags->prefix, "also inspect with a CushionCache artifact's prefix cached in front");
   cmd->add_option("--out", flags->out, "output folder")->capture_default_str();
   cmd->callback([flags, cmd] {
+    InspectOptions options = flags->options;
+    options.windows = flags->windows.resolve().inspect;
     prepare_output_folder(flags->out, "--out");
     auto model = flags->model.load_model();
     auto tokenizer = flags->model.load_tokenizer();
-    InspectOptions options = flags->options;
     const std::optional<Artifact> prefix =
         load_prefix_flags(*model, *tokenizer, flags->prefix, cmd->count("--prefix-text") > 0 ? &flags->prefix_text : nullptr);
     if (prefix) options.prefix_label = describe_prefix(*prefix, *tokenizer);

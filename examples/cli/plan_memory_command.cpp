@@ -46,7 +46,8 @@ void add_plan_memory_command(CLI::App& app) {
     const ModelConfig config = read_hf_config(config_path);
     const c10::ScalarType dtype = parse_float_dtype(flags->dtype);
     const std::int64_t budget = parse_byte_size(flags->max_gpu_memory, "--max-gpu-memory");
-    const StreamingPlan plan = plan_streaming(config, dtype, budget);
+    StreamingPlan plan;
+    naming_budget_flag(flags->max_gpu_memory, [&] { plan = plan_streaming(config, dtype, budget); });
 
     const int blocks = config.num_layers, resident = plan.placement.resident_blocks, streamed = blocks - resident;
     const std::int64_t all_blocks = std::accumulate(plan.block_bytes.begin(), plan.block_bytes.end(), std::int64_t{0});

@@ -15,7 +15,7 @@ set(allowed_quant core io kernels model tokenizer)
 set(allowed_analysis core model quant tokenizer)
 set(allowed_search core distributed io model quant tokenizer)
 set(allowed_tune core distributed io model quant search tokenizer)
-set(allowed_pipeline analysis artifact core eval kernels model quant search tokenizer tune)
+set(allowed_pipeline analysis artifact core distributed eval kernels model quant search tokenizer tune)
 set(allowed_train analysis core io model pipeline tokenizer)
 
 set(violations "")

@@ -52,8 +52,13 @@ cc_expect_rc(2 "unknown task")
 if(NOT ERR MATCHES "nosuchtask")
   message(FATAL_ERROR "the error does not name the task: ${ERR}")
 endif()
-cc_run(eval --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --seq-len 0)
-cc_expect_rc(2 "zero --seq-len")
+# --seq-len is the setting eval.seq_len: 0 means the model's context, as in a config file,
+# and a negative window is refused by name.
+cc_run(eval --model "${MODEL}/stories260K.bin" --tokenizer "${MODEL}/tok512.bin" --seq-len -1)
+cc_expect_rc(2 "negative --seq-len")
+if(NOT ERR MATCHES "--seq-len: 'eval.seq_len' must be >= 0")
+  message(FATAL_ERROR "eval --seq-len -1 does not name the flag and the rule: ${ERR}")
+endif()
 
 # Real INT8 execution (--exec int8): the row says so, the JSON records it. Per-token
 # dynamic activations run as one GEMM with a vector of activation scales and give what

@@ -27,8 +27,12 @@ cc_expect_rc(2 "bad --device")
 cc_run(nosuchcommand)
 cc_expect_rc(2 "unknown subcommand")
 
-# Numeric flags say what they want, not the limits of a double.
-foreach(bad "--seq-len;0;must be > 0, not '0'" "--max-windows;-3;must be > 0, not '-3'" "--limit;abc;must be a number > 0, not 'abc'")
+# Numeric flags say what they want, not the limits of a double: the run-config setting's
+# own check and message (the same as in a config file), naming the flag.
+foreach(bad "--seq-len;-1;'eval.seq_len' must be >= 0 (0: the model's context), got -1"
+            "--max-windows;-3;'eval.max_windows' must be >= 0 (0: all), got -3"
+            "--limit;abc;'eval.limit' must be an integer, got 'abc'"
+            "--batch-size;0;'eval.batch_size' must be >= 1, got 0")
   list(GET bad 0 flag)
   list(GET bad 1 value)
   list(GET bad 2 expected)
@@ -38,6 +42,25 @@ foreach(bad "--seq-len;0;must be > 0, not '0'" "--max-windows;-3;must be > 0, no
   string(LENGTH "${ERR}" err_length)
   if(at EQUAL -1 OR err_length GREATER 200)
     message(FATAL_ERROR "eval ${flag} ${value}: expected '${flag}: ${expected}', got: ${ERR}")
+  endif()
+endforeach()
+
+# The other commands' settings flags are run-config settings too: a value out of range gets
+# the message a config file gets for that setting (prefix_commands.cmake checks the file's).
+foreach(bad "search --model x.bin --out o;--tau;0;'search.tau' must be in (0, 1], got 0"
+            "tune --model x.bin --prefix p --out o;--lr;0;'tuning.lr' must be > 0, got 0"
+            "baseline --model x.bin --kind bos --out o;--samples;0;'prefixquant.samples' must be >= 1, got 0"
+            "inspect --model x.bin;--seq-len;1;'inspect.seq_len' must be >= 2, got 1")
+  list(GET bad 0 command)
+  list(GET bad 1 flag)
+  list(GET bad 2 value)
+  list(GET bad 3 expected)
+  separate_arguments(command)
+  cc_run(${command} ${flag} ${value})
+  cc_expect_rc(2 "${command} ${flag} ${value}")
+  string(FIND "${ERR}" "${flag}: ${expected}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "${command} ${flag} ${value}: expected '${flag}: ${expected}', got: ${ERR}")
   endif()
 endforeach()
 
