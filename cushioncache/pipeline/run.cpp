@@ -1,30 +1,23 @@
 #include "cushioncache/pipeline/run.h"
 
-#include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <fstream>
 #include <functional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cushioncache/analysis/inspect.h"
-#include "cushioncache/core/data_dir.h"
 #include "cushioncache/core/error.h"
 #include "cushioncache/core/files.h"
 #include "cushioncache/core/log.h"
-#include "cushioncache/core/memory_usage.h"
 #include "cushioncache/core/tensor_options.h"
-#include "cushioncache/kernels/int8_gemm.h"
 #include "cushioncache/model/identity.h"
 #include "cushioncache/model/loader.h"
 #include "cushioncache/pipeline/prefix_artifacts.h"
 #include "cushioncache/pipeline/quantized_eval.h"
 #include "cushioncache/pipeline/run_report.h"
-#include "cushioncache/tokenizer/text_windows.h"
-#include "cushioncache/quant/int8_linear.h"
 #include "cushioncache/quant/recipe.h"
+#include "cushioncache/tokenizer/text_windows.h"
 
 namespace cushioncache {
 namespace fs = std::filesystem;
